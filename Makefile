@@ -1,0 +1,41 @@
+# pat_lite — every target installs what it needs into a local virtual environment first.
+# GPU users: `make venv TORCH_CONSTRAINTS=` installs the torch build pip chooses (CUDA) instead of CPU torch.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_CONSTRAINTS ?= constraints/cpu.txt
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv demo test lint lab bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml $(TORCH_CONSTRAINTS)
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+## The main job: offline, CPU-sized, end-to-end PAT on the embedded tiny model.
+demo: venv
+	$(PY) -m pat_lite.cli demo
+
+## Lint + the whole test suite (notebooks included, in smoke mode).
+test: venv
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: venv
+	$(PY) -m pat_lite.cli bench --config tinyllama --ratio 0.25 --out artifacts/bench
+
+clean:
+	rm -rf artifacts .pytest_cache .ruff_cache
