@@ -1,0 +1,179 @@
+"""Attach PAT to a stock `transformers` causal LM, and the loss terms it adds (PAT_METHOD.md §3-§5).
+
+How it is attached (and why this way):
+- All PAT state lives in one new submodule, `model.pat` (a `PATModule`): the global mask and the
+  1 + 2·L HSMs. Nothing else changes: the model keeps its class and its existing parameter names.
+- HSMs are applied by forward hooks on the *blocks* that write into the residual stream:
+  `model.model.embed_tokens`, every `layers[i].self_attn` and every `layers[i].mlp`. Hooking the block
+  rather than `o_proj` / `down_proj` matters with peft: LoRA wraps those Linear layers and adds its
+  update outside the wrapped base layer, so only the block's output contains the whole writer.
+- HSM weights are bare `nn.Parameter`s (no `nn.Linear`), so peft's "all-linear" never wraps them.
+
+In `model.train()` the mask follows the schedule of the step given to `set_pat_step`; in `model.eval()`
+it is the exact 0/1 mask the merge will use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from .arch import arch_spec
+from .config import PATConfig
+from .hsm import HSM
+from .mask import GlobalMask, gate_offset, gate_temperature, sparsity_loss
+
+
+class PATModule(nn.Module):
+    """The global mask and every HSM of one model, plus the resolved `PATConfig`."""
+
+    def __init__(self, config: PATConfig, width: int, num_layers: int) -> None:
+        super().__init__()
+        self.config = config
+        self.mask = GlobalMask(
+            width,
+            config.target_width,
+            mode=config.mask_mode,
+            freeze_fraction=config.mask_freeze_fraction,
+            clamp=config.gate_exponent_clamp,
+            frozen_decay_rate=config.frozen_decay_rate,
+        )
+        rank_scale = config.identity_loss == "paper"
+        names = ["embed"] + [f"{kind}_{i}" for i in range(num_layers) for kind in ("attn", "mlp")]
+        self.hsms = nn.ModuleDict({name: HSM(width, config.hio_rank, rank_scale) for name in names})
+        self._hook_handles: list[Any] = []
+
+    def apply(self, name: str, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """z = s ⊙ M ⊙ (D · y) for the HSM called `name`."""
+        return self.hsms[name](y, self.mask())
+
+    def losses(self) -> dict[str, torch.Tensor]:
+        """The regularisers of §5, weighted, each summed over every HSM, and their sum as `total`."""
+        cfg = self.config
+        device = self.mask.proxies.device
+        zero = torch.zeros((), device=device)
+        sparsity = zero
+        if cfg.mask_mode == "trainable":
+            sparsity = sparsity_loss(
+                self.mask.proxies,
+                cfg.target_width,
+                cfg.sparsity_count_weight,
+                cfg.sparsity_pull_weight,
+                cfg.sparsity_pull_target,
+            )
+        identity = zero
+        if cfg.identity_loss != "off":
+            identity = cfg.identity_loss_weight * sum(
+                hsm.identity_loss(cfg.identity_loss) for hsm in self.hsms.values()
+            )
+        return {"sparsity": sparsity, "identity": identity, "total": sparsity + identity}
+
+    def stats(self) -> dict[str, float]:
+        """Numbers worth logging: active channels, τ, β, the schedule position."""
+        mask = self.mask
+        stats: dict[str, float] = {"active_channels": float(mask.active_channels()), "step": float(mask.step)}
+        if mask.milestone is not None:
+            stats["tau"] = gate_temperature(mask.step, mask.milestone, mask.freeze_fraction)
+            stats["beta"] = gate_offset(mask.step, mask.milestone)
+            stats["milestone"] = float(mask.milestone)
+        return stats
+
+
+def unwrap_model(model: nn.Module) -> PreTrainedModel:
+    """The underlying `transformers` model of a peft model (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def get_pat(model: nn.Module) -> PATModule:
+    """The `PATModule` attached to `model` (plain or peft-wrapped); a clear error if there is none."""
+    pat = getattr(unwrap_model(model), "pat", None)
+    if not isinstance(pat, PATModule):
+        raise ValueError(
+            "this model has no PAT attached: call pat_lite.attach_pat(model, PATConfig(...)) first"
+        )
+    return pat
+
+
+def has_pat(model: nn.Module) -> bool:
+    return isinstance(getattr(unwrap_model(model), "pat", None), PATModule)
+
+
+def attach_pat(model: nn.Module, config: PATConfig | None = None) -> nn.Module:
+    """Insert the embedding HSM, the attention and MLP HSMs of every layer and the global mask.
+
+    Works on a plain `transformers` model or a peft model wrapping one, modifies it in place and returns
+    it. PAT parameters are float32 on the model's device and trainable.
+    """
+    config = config or PATConfig()
+    base = unwrap_model(model)
+    if has_pat(base):
+        raise ValueError("PAT is already attached to this model; attach it once (or use a fresh model)")
+    arch_spec(base.config)
+    resolved = config.resolve(base.config)
+    decoder = base.model
+    layers = decoder.layers
+    device = next(base.parameters()).device
+    pat = PATModule(resolved, int(base.config.hidden_size), len(layers)).to(device)
+    base.pat = pat
+
+    def writer_hook(name: str):
+        def hook(module: nn.Module, args: Any, output: Any) -> Any:
+            if isinstance(output, tuple):  # attention returns (attn_output, attn_weights)
+                return (pat.apply(name, output[0]), *output[1:])
+            return pat.apply(name, output)
+
+        return hook
+
+    handles = [decoder.embed_tokens.register_forward_hook(writer_hook("embed"))]
+    for i, layer in enumerate(layers):
+        handles.append(layer.self_attn.register_forward_hook(writer_hook(f"attn_{i}")))
+        handles.append(layer.mlp.register_forward_hook(writer_hook(f"mlp_{i}")))
+    pat._hook_handles = handles
+    if resolved.milestone_step is not None:
+        pat.mask.milestone = int(resolved.milestone_step)
+    return model
+
+
+def detach_pat(model: nn.Module) -> nn.Module:
+    """Remove the hooks and `model.pat`: the model computes exactly what it did before `attach_pat`."""
+    base = unwrap_model(model)
+    pat = get_pat(base)
+    for handle in pat._hook_handles:
+        handle.remove()
+    del base.pat
+    return model
+
+
+def set_pat_step(model: nn.Module, step: int, total_steps: int | None = None) -> None:
+    """Move the gate schedule to optimizer step `step` (the trainer calls this every step).
+
+    `total_steps` fixes s0 = milestone_fraction · total_steps when `PATConfig.milestone_step` is unset.
+    """
+    pat = get_pat(model)
+    if total_steps is not None or pat.mask.milestone is None:
+        pat.mask.milestone = pat.config.milestone_for(total_steps)
+    pat.mask.step = int(step)
+
+
+def pat_losses(model: nn.Module) -> dict[str, torch.Tensor]:
+    """`{"sparsity", "identity", "total"}`: add `total` to the language-model loss (§5)."""
+    return get_pat(model).losses()
+
+
+def pat_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """PAT's trainable parameters by group: `mask` (W_M) and `hsm` (L0, L1, s, v). Trainers give the
+    mask its own learning rate (PAT_METHOD.md §10)."""
+    pat = get_pat(model)
+    mask = [p for p in pat.mask.parameters()]
+    return {"mask": mask, "hsm": [p for p in pat.hsms.parameters()]}
+
+
+def mark_pat_trainable(model: nn.Module) -> None:
+    """Re-enable gradients for PAT parameters (peft freezes everything that is not LoRA)."""
+    for group in pat_parameters(model).values():
+        for param in group:
+            param.requires_grad_(True)

@@ -1,0 +1,115 @@
+"""`PATConfig`: every knob of PAT with the paper's defaults (PAT_METHOD.md §3-§7)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from transformers import PretrainedConfig
+
+from .arch import arch_spec, check_width, width_for_ratio
+
+MaskMode = Literal["trainable", "frozen"]
+IdentityLoss = Literal["released", "paper", "off"]
+
+
+@dataclass
+class PATConfig:
+    """How to prune and tune. Give either `target_width` (d') or `pruning_ratio` (d' ≈ d · (1 − ratio)).
+
+    Construction checks what can be checked without a model (ranges, names); `resolve(model_config)`
+    (called by `attach_pat`) checks the width against the model and returns a copy with `target_width`
+    filled in. Both raise `ValueError` saying what would work.
+    """
+
+    #: Fraction of hidden channels to remove (paper: 0.2, 0.25, 0.3). Ignored if `target_width` is set.
+    pruning_ratio: float | None = 0.25
+    #: Hidden size of the pruned model, N_target in the sparsity loss (Llama-2-7B at 25 %: 3072).
+    target_width: int | None = None
+    #: Extra divisor for widths chosen from a ratio (e.g. 64/128 for fast GPU matmuls). Always combined
+    #: with num_attention_heads, which transformers requires.
+    width_alignment: int | None = None
+    #: Rank r of the Hybrid-Identity-Operator D = I + L1·L0 (§3). None → d // 20 (≈5 %, paper: 200 @ 4096).
+    hio_rank: int | None = None
+    #: Milestone step s0 of the gate schedule (§4). None → `milestone_fraction` · total training steps.
+    milestone_step: int | None = None
+    milestone_fraction: float = 1 / 3
+    #: From `mask_freeze_fraction` · s0 on, τ is frozen and the task loss stops moving the mask (§4).
+    mask_freeze_fraction: float = 0.8
+    #: The sigmoid's exponent is clamped at this value, as in the released code (§4).
+    gate_exponent_clamp: float = 10.0
+    #: "trainable": the learned global mask (PAT). "frozen": the ablation of §6 (channels ≥ N decay to 0).
+    mask_mode: MaskMode = "trainable"
+    #: Decay rate of the frozen-mask ablation: kept factor exp(−rate · s/s0) (§6).
+    frozen_decay_rate: float = 2.77
+    #: Identity loss variant (§5): "released" MSE(L0·L0ᵀ, I); "paper" adds ‖L1ᵀL1 − I‖ and a rank scale v.
+    identity_loss: IdentityLoss = "released"
+    identity_loss_weight: float = 1.0
+    #: Sparsity loss (§5): count_weight · |Σ STE(W_M) − N| / N + pull_weight · (pulls of W_M to ±pull_target).
+    sparsity_count_weight: float = 10.0
+    sparsity_pull_weight: float = 1.0
+    sparsity_pull_target: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.target_width is None and self.pruning_ratio is None:
+            raise ValueError("give either target_width (the pruned hidden size) or pruning_ratio, e.g. 0.25")
+        if self.target_width is None and not 0.0 < float(self.pruning_ratio) < 1.0:
+            raise ValueError(
+                f"pruning_ratio must be in (0, 1), got {self.pruning_ratio}; "
+                "the paper uses 0.2, 0.25 and 0.3 (0.25 turns Llama-2-7B's 4096 channels into 3072)"
+            )
+        if self.target_width is not None and int(self.target_width) < 1:
+            raise ValueError(f"target_width must be a positive number of channels, got {self.target_width}")
+        if self.hio_rank is not None and self.hio_rank < 1:
+            raise ValueError(f"hio_rank must be ≥ 1, got {self.hio_rank} (paper: 200 for a 4096-wide model)")
+        if self.milestone_step is not None and self.milestone_step < 2:
+            raise ValueError(f"milestone_step s0 must be ≥ 2 (τ divides by ln s0), got {self.milestone_step}")
+        if not 0.0 < self.milestone_fraction <= 1.0:
+            raise ValueError(f"milestone_fraction must be in (0, 1], got {self.milestone_fraction}")
+        if not 0.0 < self.mask_freeze_fraction <= 1.0:
+            raise ValueError(f"mask_freeze_fraction must be in (0, 1], got {self.mask_freeze_fraction}")
+        if self.mask_mode not in ("trainable", "frozen"):
+            raise ValueError(f"mask_mode must be 'trainable' or 'frozen', got {self.mask_mode!r}")
+        if self.identity_loss not in ("released", "paper", "off"):
+            raise ValueError(
+                f"identity_loss must be 'released', 'paper' or 'off', got {self.identity_loss!r}"
+            )
+        if self.width_alignment is not None and self.width_alignment < 1:
+            raise ValueError(f"width_alignment must be ≥ 1, got {self.width_alignment}")
+
+    # ------------------------------------------------------------------ model-dependent resolution
+    def resolve(self, model_config: PretrainedConfig) -> PATConfig:
+        """A copy with `target_width` and `hio_rank` set for this model; ValueError if impossible."""
+        arch_spec(model_config)
+        if self.target_width is not None:
+            width = check_width(model_config, int(self.target_width), self.width_alignment)
+        else:
+            width = width_for_ratio(model_config, float(self.pruning_ratio), self.width_alignment)
+        hidden = int(model_config.hidden_size)
+        rank = self.hio_rank if self.hio_rank is not None else max(1, hidden // 20)
+        if rank > hidden:
+            raise ValueError(f"hio_rank {rank} exceeds the hidden size {hidden}; use at most {hidden}")
+        return dataclasses.replace(self, target_width=width, hio_rank=rank)
+
+    def milestone_for(self, total_steps: int | None) -> int:
+        """s0: `milestone_step`, or `milestone_fraction` of the run (the paper: 1/3 of all steps)."""
+        if self.milestone_step is not None:
+            return int(self.milestone_step)
+        if not total_steps:
+            raise ValueError(
+                "the gate schedule needs its milestone step s0: set PATConfig.milestone_step, or pass "
+                "total_steps to set_pat_step(...) so that s0 = milestone_fraction · total_steps"
+            )
+        return max(2, round(self.milestone_fraction * total_steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PATConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown PATConfig fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)

@@ -1,0 +1,156 @@
+"""attach_pat on stock transformers models: nothing changes at step 0, the losses, bad input (spec §3-§5)."""
+
+import pytest
+import torch
+from tiny_models import TINY_CONFIGS, tiny_model, token_batch
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+from pat_lite import (
+    PATConfig,
+    UnsupportedArchitectureError,
+    attach_pat,
+    detach_pat,
+    get_pat,
+    pat_losses,
+    set_pat_step,
+)
+from pat_lite.hsm import HSM
+
+
+@pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
+def test_step_zero_model_equals_the_original(arch):
+    model = tiny_model(arch)
+    ids = token_batch()
+    reference = model(ids).logits
+    model_class = type(model)
+    names_before = {n for n, _ in model.named_parameters()}
+    attach_pat(model, PATConfig(pruning_ratio=0.25, hio_rank=4, milestone_step=30))
+    set_pat_step(model, 0)
+    model.train()
+    torch.testing.assert_close(model(ids).logits, reference, rtol=0, atol=1e-6)
+    # Same class, same parameter names; PAT adds only `pat.*`.
+    assert type(model) is model_class
+    names_after = {n for n, _ in model.named_parameters()}
+    assert names_before <= names_after
+    assert all(n.startswith("pat.") for n in names_after - names_before)
+    pat = get_pat(model)
+    assert len(pat.hsms) == 1 + 2 * TINY_CONFIGS[arch].num_hidden_layers
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in pat.parameters())
+
+
+def test_detach_restores_the_original_computation():
+    model = tiny_model("llama-gqa")
+    ids = token_batch()
+    reference = model(ids).logits
+    attach_pat(model, PATConfig(hio_rank=4, milestone_step=10))
+    model.eval()  # eval mask drops channels: the output changes ...
+    assert not torch.allclose(model(ids).logits, reference)
+    detach_pat(model)  # ... and comes back once PAT is detached
+    torch.testing.assert_close(model(ids).logits, reference, rtol=0, atol=0)
+    assert not hasattr(model, "pat")
+
+
+def test_attaching_twice_is_refused():
+    model = attach_pat(tiny_model("llama-gqa"), PATConfig(hio_rank=4))
+    with pytest.raises(ValueError, match="already attached"):
+        attach_pat(model, PATConfig(hio_rank=4))
+
+
+def test_training_without_a_milestone_says_how_to_set_it():
+    model = attach_pat(tiny_model("llama-gqa"), PATConfig(hio_rank=4)).train()
+    with pytest.raises(RuntimeError, match="set_pat_step"):
+        model(token_batch())
+    set_pat_step(model, 5, total_steps=30)
+    assert get_pat(model).mask.milestone == 10  # 1/3 of the steps
+    model(token_batch())
+
+
+def test_losses_sum_every_hsm_and_are_finite_at_step_zero():
+    model = attach_pat(tiny_model("llama-gqa"), PATConfig(hio_rank=4, milestone_step=10))
+    pat = get_pat(model)
+    losses = pat_losses(model)
+    assert set(losses) == {"sparsity", "identity", "total"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    per_hsm = [hsm.identity_loss("released") for hsm in pat.hsms.values()]
+    torch.testing.assert_close(losses["identity"], sum(per_hsm))
+    torch.testing.assert_close(losses["total"], losses["sparsity"] + losses["identity"])
+    # Gradients reach the mask and every HSM's L0 (the identity loss) through `total`.
+    losses["total"].backward()
+    assert pat.mask.proxies.grad is not None and pat.mask.proxies.grad.abs().sum() > 0
+    assert all(h.L0.grad is not None and h.L0.grad.abs().sum() > 0 for h in pat.hsms.values())
+
+
+def test_identity_loss_variants():
+    hsm = HSM(width=16, rank=4, rank_scale=True)
+    with torch.no_grad():
+        hsm.L0.copy_(torch.eye(4, 16))
+        hsm.L1.copy_(torch.eye(16, 4) * 2)
+    assert hsm.identity_loss("released").item() == pytest.approx(0.0)
+    # ‖L1ᵀL1 − I‖_F = ‖3·I_4‖_F = 6
+    assert hsm.identity_loss("paper").item() == pytest.approx(6.0)
+    off = attach_pat(tiny_model("llama-gqa"), PATConfig(hio_rank=4, identity_loss="off"))
+    assert pat_losses(off)["identity"].item() == 0.0
+    frozen = attach_pat(tiny_model("llama-gqa"), PATConfig(hio_rank=4, mask_mode="frozen"))
+    assert pat_losses(frozen)["sparsity"].item() == 0.0
+
+
+def test_hsm_starts_as_the_identity_operator():
+    hsm = HSM(width=8, rank=3)
+    y = torch.randn(2, 5, 8)
+    torch.testing.assert_close(hsm(y, torch.ones(8)), y)
+    torch.testing.assert_close(hsm.operator(), torch.eye(8))
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def llama(hidden=64, heads=4):
+    return LlamaConfig(
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=96,
+        num_hidden_layers=1,
+        vocab_size=50,
+    )
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0, -0.1, 1.5])
+def test_ratio_outside_zero_one_is_refused(ratio):
+    with pytest.raises(ValueError, match=r"pruning_ratio must be in \(0, 1\)"):
+        PATConfig(pruning_ratio=ratio)
+
+
+def test_width_not_smaller_than_the_model_is_refused():
+    with pytest.raises(ValueError, match="not smaller than the model's hidden size 64"):
+        PATConfig(target_width=64).resolve(llama())
+
+
+def test_width_the_architecture_cannot_hold_names_the_nearest_valid_widths():
+    with pytest.raises(ValueError, match=r"multiple of num_attention_heads=4.*\[48, 52\]"):
+        PATConfig(target_width=50).resolve(llama())
+    # The paper's 30 % of Llama-2-7B (2868) is not a multiple of 32 heads.
+    big = llama(hidden=4096, heads=32)
+    with pytest.raises(ValueError, match=r"\[2848, 2880\]"):
+        PATConfig(target_width=2868).resolve(big)
+    assert PATConfig(pruning_ratio=0.25).resolve(big).target_width == 3072
+    assert PATConfig(pruning_ratio=0.3, width_alignment=128).resolve(big).target_width == 2816
+
+
+def test_unsupported_architectures_get_an_error_naming_the_supported_ones():
+    gpt2 = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
+    with pytest.raises(UnsupportedArchitectureError, match=r"LayerNorm.*llama.*mistral.*qwen2.*gemma"):
+        attach_pat(gpt2, PATConfig())
+    config = llama()
+    config.model_type = "gemma2"
+    with pytest.raises(ValueError, match="extra post-attention"):
+        PATConfig().resolve(config)
+
+
+def test_other_bad_knobs():
+    with pytest.raises(ValueError, match="milestone_step"):
+        PATConfig(milestone_step=1)
+    with pytest.raises(ValueError, match="identity_loss"):
+        PATConfig(identity_loss="sometimes")
+    with pytest.raises(ValueError, match="hio_rank 100 exceeds"):
+        PATConfig(hio_rank=100).resolve(llama())
+    with pytest.raises(ValueError, match="unknown PATConfig fields"):
+        PATConfig.from_dict({"ratio": 0.3})
