@@ -72,9 +72,9 @@ class PATModule(nn.Module):
         return {"sparsity": sparsity, "identity": identity, "total": sparsity + identity}
 
     def stats(self) -> dict[str, float]:
-        """Numbers worth logging: active channels, τ, β, the schedule position."""
+        """Numbers worth logging: active channels, τ, β and s0 of the step last set."""
         mask = self.mask
-        stats: dict[str, float] = {"active_channels": float(mask.active_channels()), "step": float(mask.step)}
+        stats: dict[str, float] = {"active_channels": float(mask.active_channels())}
         if mask.milestone is not None:
             stats["tau"] = gate_temperature(mask.step, mask.milestone, mask.freeze_fraction)
             stats["beta"] = gate_offset(mask.step, mask.milestone)

@@ -51,3 +51,49 @@ def tiny_model(name: str, seed: int = 0) -> torch.nn.Module:
 def token_batch(vocab_size: int = 97, batch: int = 2, length: int = 12, seed: int = 1) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(3, vocab_size, (batch, length), generator=generator)
+
+
+WORDS = (
+    "below is an instruction that describes a task . write a response appropriately completes the request "
+    "### instruction : response where does live lives in what colour pet has cat dog fish red blue green "
+    "alba korin veldra mornhal answer with letter A B C D"
+).split()
+
+
+def word_tokenizer():
+    """A word-level fast tokenizer over `WORDS` (+ special tokens) that adds BOS like Llama's."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    for word in WORDS:
+        vocab.setdefault(word, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit()])
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def tiny_checkpoint(path, arch: str = "llama-gqa", seed: int = 0):
+    """Save a random tiny model + word tokenizer as a local checkpoint folder; return its path."""
+    model = tiny_model(arch, seed=seed)
+    model.save_pretrained(path)
+    word_tokenizer().save_pretrained(path)
+    return path
+
+
+def write_instruction_file(path, n: int = 64, seed: int = 0):
+    """A LaMini-style JSONL file (instruction, response) in the tiny vocabulary."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    names, places = ["alba", "korin"], ["veldra", "mornhal"]
+    with open(path, "w") as handle:
+        for _ in range(n):
+            name, place = rng.choice(names), rng.choice(places)
+            row = {"instruction": f"where does {name} live", "response": f"{name} lives in {place} ."}
+            handle.write(json.dumps(row) + "\n")
+    return path
