@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = args.handler(args)
     if isinstance(result, dict):
         print(json.dumps(result, indent=2, default=str))
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,439 @@
+"""Evaluate an in-memory model or a saved checkpoint with lm-evaluation-harness (PAT_METHOD.md §9).
+
+Two task sets and two scorings, all run through lm-eval:
+
+- ``tasks="toy"``: the embedded offline multiple-choice sets ``data/toy/eval_<family>.jsonl`` (families are
+  discovered by glob); ``tasks="paper14"``: the paper's 14 tasks (see :data:`pat_lite.paper_tasks.PAPER14`
+  for the lm-eval names); or an explicit list of lm-eval task names.
+- ``scoring="loglik"``: lm-eval's standard log-likelihood multiple choice (stock lm-eval tasks for
+  paper14); ``scoring="paper"``: the paper's protocol (§9) — the Alpaca-wrapped lettered question, a short
+  greedy generation, the first capital letter that is a valid label — as ``generate_until`` tasks on the
+  same datasets (``data/lm_eval_tasks/pat_*.yaml``, ``toy_*_paper.yaml``).
+
+The same YAMLs serve the stock CLI::
+
+    python -m lm_eval --model hf --model_args pretrained=DIR --tasks toy --include_path data/lm_eval_tasks
+
+Hub datasets that are not available (offline and not cached) raise ONE :class:`EvaluationDataUnavailable`
+listing all of them and how to fetch them, before any model work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import paper_tasks
+from .paper_tasks import PAPER14, PAPER_REPORTED_AVERAGES, TASKS_DIR
+
+__all__ = [
+    "EvaluationDataUnavailable",
+    "check_datasets_available",
+    "evaluate",
+    "register_cli",
+    "resolve_tasks",
+    "to_markdown",
+    "write_results",
+]
+
+log = logging.getLogger(__name__)
+
+SCORINGS = ("loglik", "paper")
+#: dataset_path values that read local files (never checked against the hub).
+_LOCAL_BUILDERS = {"json", "csv", "parquet", "text", "arrow", "pandas", "imagefolder", "audiofolder"}
+
+
+class EvaluationDataUnavailable(RuntimeError):
+    """Some evaluation datasets cannot be loaded here (offline and not cached); the message lists all."""
+
+    def __init__(self, missing: list[tuple[str, str, str | None]]) -> None:
+        self.missing = missing  # (task, dataset_path, dataset_name)
+        super().__init__(_missing_message(missing))
+
+
+@dataclass
+class TaskRef:
+    """One leaf of an evaluation: lm-eval task (or group) name, display label, spec handed to lm-eval."""
+
+    name: str
+    label: str
+    spec: str | dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------- task resolution
+@lru_cache(maxsize=2)
+def _task_manager(include_defaults: bool):
+    """A cached lm-eval TaskManager over this project's YAMLs (+ lm-eval's own tasks if asked; ~8 s)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=include_defaults)
+
+
+def _template(name: str) -> dict[str, Any]:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    return load_yaml(TASKS_DIR / name, resolve_func=True, recursive=True)
+
+
+def _toy_refs(scoring: str, toy_dir: str | os.PathLike | None) -> list[TaskRef]:
+    root = Path(toy_dir) if toy_dir else paper_tasks.default_toy_dir()
+    families = paper_tasks.toy_families(root)
+    if not families:
+        raise FileNotFoundError(
+            f"no toy eval sets (eval_<family>.jsonl) in {root}; generate them: python -m pat_lite.toyworld"
+        )
+    template = _template("_toy_loglik_template_yaml" if scoring == "loglik" else "_toy_paper_template_yaml")
+    refs = []
+    for fam in families:
+        name = f"toy_{fam}" if scoring == "loglik" else f"toy_{fam}_paper"
+        spec = {**template, "task": name, "dataset_kwargs": {"family": fam, "toy_dir": str(root.resolve())}}
+        refs.append(TaskRef(name, fam, spec))
+    return refs
+
+
+def resolve_tasks(
+    tasks: str | list[str],
+    scoring: str,
+    toy_dir: str | os.PathLike | None = None,
+    task_overrides: dict[str, dict[str, Any]] | None = None,
+) -> tuple[str, list[TaskRef]]:
+    """Turn ``tasks`` into (task-set name, leaf :class:`TaskRef` list) for ``scoring``.
+
+    ``"toy"`` → one task per family found in ``toy_dir``; ``"paper14"`` → the 14 tasks of §9 (stock lm-eval
+    tasks for "loglik", ``pat_*`` for "paper"); a list (or comma-separated string) → those lm-eval names,
+    where a §9 label such as "ARC-C" maps to the scoring's task. ``task_overrides[name]`` replaces keys of
+    that task's YAML (e.g. ``dataset_path: json`` + ``dataset_kwargs.data_files`` to point it at local files).
+    """
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {SCORINGS}, not {scoring!r}")
+    if isinstance(tasks, str) and tasks == "toy":
+        return "toy", _toy_refs(scoring, toy_dir)
+    if isinstance(tasks, str) and tasks == "paper14":
+        names, set_name = [t.loglik if scoring == "loglik" else t.paper for t in PAPER14], "paper14"
+    else:
+        names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
+        set_name = "custom"
+    by_label = {t.label.lower(): t for t in PAPER14}
+    labels = {t.loglik: t.label for t in PAPER14} | {t.paper: t.label for t in PAPER14}
+    refs = []
+    for name in names:
+        if name.lower() in by_label:
+            task = by_label[name.lower()]
+            name = task.loglik if scoring == "loglik" else task.paper
+        spec: str | dict[str, Any] = name
+        if task_overrides and name in task_overrides:
+            entry = _task_manager(not name.startswith(("pat_", "toy_"))).task_index.get(name)
+            if entry is None or entry.yaml_path is None:
+                raise KeyError(f"cannot override {name!r}: not a YAML task")
+            from lm_eval.tasks._yaml_loader import load_yaml
+
+            spec = {**load_yaml(entry.yaml_path, resolve_func=True, recursive=True), **task_overrides[name]}
+        refs.append(TaskRef(name, labels.get(name, name), spec))
+    return set_name, refs
+
+
+# -------------------------------------------------------------------------------- dataset availability
+def _leaf_configs(tm: Any, spec: str | dict[str, Any], seen: set[str] | None = None) -> list[dict[str, Any]]:
+    """Raw configs of every leaf task behind ``spec`` (groups and tags expanded), without building tasks."""
+    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    if isinstance(spec, dict):
+        if "task" in spec and not isinstance(spec["task"], list):
+            return [spec]
+        members = spec.get("task", [])
+        return [c for m in members for c in _leaf_configs(tm, m, seen)]
+    seen = set() if seen is None else seen
+    if spec in seen:
+        return []
+    seen.add(spec)
+    entry = tm.task_index.get(spec)
+    if entry is None:
+        raise KeyError(f"unknown lm-eval task {spec!r} (include_path {TASKS_DIR})")
+    if entry.kind == Kind.TAG:
+        return [c for t in sorted(entry.tags) for c in _leaf_configs(tm, t, seen)]
+    cfg = load_yaml(entry.yaml_path, resolve_func=False, recursive=True) if entry.yaml_path else {}
+    if entry.kind == Kind.GROUP:
+        return [c for m in cfg.get("task", []) for c in _leaf_configs(tm, m, seen)]
+    return [cfg]
+
+
+def check_datasets_available(refs: list[TaskRef], tm: Any = None) -> None:
+    """Raise :class:`EvaluationDataUnavailable` listing every hub dataset behind ``refs`` that cannot be
+    loaded here (checked with ``datasets.load_dataset_builder``: instant offline, a metadata call online)."""
+    import datasets
+
+    tm = tm or _task_manager(True)
+    missing: list[tuple[str, str, str | None]] = []
+    checked: dict[tuple[str, str | None], bool] = {}
+    for ref in refs:
+        for cfg in _leaf_configs(tm, ref.spec):
+            path, name = cfg.get("dataset_path"), cfg.get("dataset_name")
+            if cfg.get("custom_dataset") or not path or path in _LOCAL_BUILDERS or Path(path).exists():
+                continue
+            if (path, name) not in checked:
+                kwargs = {
+                    k: v for k, v in (cfg.get("dataset_kwargs") or {}).items() if k != "trust_remote_code"
+                }
+                try:
+                    datasets.load_dataset_builder(path, name, **kwargs)
+                    checked[path, name] = True
+                except Exception as err:  # noqa: BLE001 - any failure means "not loadable here"
+                    log.debug("dataset %s/%s unavailable: %s", path, name, err)
+                    checked[path, name] = False
+            if not checked[path, name]:
+                missing.append((cfg.get("task", ref.name), path, name))
+    if missing:
+        raise EvaluationDataUnavailable(missing)
+
+
+def _missing_message(missing: list[tuple[str, str, str | None]]) -> str:
+    by_path: dict[str, list[str | None]] = {}
+    for _, path, name in missing:
+        if name not in by_path.setdefault(path, []):
+            by_path[path].append(name)
+    offline = [
+        v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v, "0") not in ("", "0")
+    ]
+    lines = [
+        f"{len(missing)} evaluation task(s) need hub datasets that cannot be loaded here"
+        + (f" ({'/'.join(offline)} set and not in the datasets cache)" if offline else "")
+        + ":"
+    ]
+    for path, names in by_path.items():
+        tasks = sorted({t for t, p, _ in missing if p == path})
+        shown = ", ".join(n or "default config" for n in names[:6]) + (
+            f", ... ({len(names)} configs)" if len(names) > 6 else ""
+        )
+        lines.append(
+            f"  - {path} [{shown}] (tasks: {', '.join(tasks[:6])}{', ...' if len(tasks) > 6 else ''})"
+        )
+    lines.append("Fetch them once on a machine with internet access, into the same HF_HOME, e.g.:")
+    for path, names in by_path.items():
+        if len(names) == 1:
+            arg = f"'{path}'" + (f", '{names[0]}'" if names[0] else "")
+            call = f"datasets.load_dataset({arg})"
+        else:
+            call = f"[datasets.load_dataset('{path}', n) for n in {names!r}]"
+        lines.append(f'  HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 python -c "import datasets; {call}"')
+    lines.append(
+        "or run this evaluation once with HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 (lm-eval caches them)."
+    )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+def _metric_key(task_result: dict[str, Any]) -> str | None:
+    for key in ("acc,none", "acc,first_letter"):
+        if key in task_result:
+            return key
+    return next((k for k in task_result if k.startswith("acc,")), None)
+
+
+def _n_samples(out: dict[str, Any], name: str) -> int:
+    if name in out.get("n-samples", {}):
+        return int(out["n-samples"][name]["effective"])
+    return sum(_n_samples(out, sub) for sub in out.get("group_subtasks", {}).get(name, []))
+
+
+def _float(x: Any) -> float | None:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def evaluate(
+    model_or_path: Any,
+    tokenizer: Any = None,
+    tasks: str | list[str] = "toy",
+    scoring: str = "loglik",
+    limit: int | float | None = None,
+    batch_size: int = 8,
+    out_dir: str | os.PathLike | None = None,
+    device: str | None = None,
+    toy_dir: str | os.PathLike | None = None,
+    max_gen_toks: int | None = None,
+    task_overrides: dict[str, dict[str, Any]] | None = None,
+    log_samples: bool = False,
+) -> dict[str, Any]:
+    """Evaluate with lm-eval; return per-task and average accuracy (fractions, §9 averages tasks unweighted).
+
+    ``model_or_path``: a ``PreTrainedModel`` (then ``tokenizer`` is required) or a checkpoint directory
+    (loaded by lm-eval's ``hf`` model exactly as the stock CLI does). ``limit`` caps documents per task
+    (lm-eval semantics). ``max_gen_toks`` overrides the paper protocol's generation length (YAML: 16).
+    ``out_dir``: also write ``eval_<set>_<scoring>.json`` and ``.md``. ``log_samples``: keep per-document
+    records under ``"samples"``. Raises :class:`EvaluationDataUnavailable` before loading any model.
+    """
+    import lm_eval
+    from lm_eval.evaluator import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    set_name, refs = resolve_tasks(tasks, scoring, toy_dir=toy_dir, task_overrides=task_overrides)
+    needs_builtin = any(isinstance(r.spec, str) and not r.name.startswith(("pat_", "toy_")) for r in refs)
+    tm = _task_manager(needs_builtin)
+    check_datasets_available(refs, tm)
+
+    was_training = None
+    if isinstance(model_or_path, (str, os.PathLike)):
+        import torch
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        lm = HFLM(pretrained=str(model_or_path), tokenizer=tokenizer, batch_size=batch_size, device=device)
+        model_name = str(model_or_path)
+    else:
+        if tokenizer is None:
+            raise ValueError("evaluating an in-memory model needs its tokenizer")
+        was_training = model_or_path.training
+        lm = HFLM(pretrained=model_or_path, tokenizer=tokenizer, batch_size=batch_size)
+        model_name = type(model_or_path).__name__
+    try:
+        out = simple_evaluate(
+            model=lm,
+            tasks=[r.spec for r in refs],
+            task_manager=tm,
+            limit=limit,
+            log_samples=log_samples,
+            bootstrap_iters=1000,
+            gen_kwargs={"max_gen_toks": max_gen_toks} if max_gen_toks else None,
+        )
+    finally:
+        if was_training:
+            model_or_path.train()
+    per_task: dict[str, dict[str, Any]] = {}
+    for ref in refs:
+        res = out["results"][ref.name]
+        key = _metric_key(res)
+        if key is None:
+            raise KeyError(f"lm-eval returned no accuracy for {ref.name}: {sorted(res)}")
+        metric, filt = key.split(",", 1)
+        per_task[ref.name] = {
+            "label": ref.label,
+            "acc": _float(res[key]),
+            "acc_stderr": _float(res.get(f"{metric}_stderr,{filt}")),
+            "acc_norm": _float(res.get("acc_norm,none")),
+            "n": _n_samples(out, ref.name),
+            "metric": key,
+        }
+    accs = [t["acc"] for t in per_task.values() if t["acc"] is not None]
+    results: dict[str, Any] = {
+        "task_set": set_name,
+        "scoring": scoring,
+        "model": model_name,
+        "limit": limit,
+        "lm_eval_version": lm_eval.__version__,
+        "tasks": per_task,
+        "average": sum(accs) / len(accs) if accs else None,
+        "n_tasks": len(per_task),
+    }
+    if log_samples:
+        results["samples"] = {
+            name: [
+                {k: s.get(k) for k in ("doc_id", "target", "resps", "filtered_resps", "acc")}
+                for s in out.get("samples", {}).get(name, [])
+            ]
+            for name in out.get("samples", {})
+        }
+    if out_dir is not None:
+        write_results(results, out_dir)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- output
+def to_markdown(results: dict[str, Any]) -> str:
+    """A markdown table of per-task accuracy (%) ± stderr, n and the unweighted average; for paper14 the
+    paper's reported 14-task averages (§9) follow, marked as not comparable under log-likelihood scoring."""
+    scoring = results["scoring"]
+    desc = {
+        "loglik": "lm-eval log-likelihood multiple choice",
+        "paper": "paper protocol (§9): Alpaca prompt, greedy generation, first valid capital letter",
+    }[scoring]
+    lines = [
+        f"**{results['task_set']}** — scoring: {desc} — model: `{results['model']}`"
+        + (f" — limit {results['limit']}" if results.get("limit") else ""),
+        "",
+        "| task | lm-eval task | n | acc (%) | ± stderr |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, t in results["tasks"].items():
+        acc = "n/a" if t["acc"] is None else f"{100 * t['acc']:.2f}"
+        err = "" if t.get("acc_stderr") is None else f"{100 * t['acc_stderr']:.2f}"
+        lines.append(f"| {t['label']} | `{name}` | {t['n']} | {acc} | {err} |")
+    avg = results.get("average")
+    avg_text = "n/a" if avg is None else f"{100 * avg:.2f}"
+    lines.append(f"| **average** ({results['n_tasks']} tasks) | | | **{avg_text}** | |")
+    if results["task_set"] == "paper14":
+        note = "" if scoring == "paper" else " — not comparable: the paper scores by generated letter"
+        lines += ["", f"Paper's reported 14-task averages (%, PAT_METHOD.md §9){note}:", ""]
+        methods = list(next(iter(PAPER_REPORTED_AVERAGES.values())))
+        lines.append("| model | " + " | ".join(methods) + " |")
+        lines.append("|---|" + "---:|" * len(methods))
+        for model, row in PAPER_REPORTED_AVERAGES.items():
+            lines.append(f"| {model} | " + " | ".join(f"{row[m]:.2f}" for m in methods) + " |")
+        lines.append(
+            f"| **ours** (`{results['model']}`) | {avg_text} (this run) |" + " |" * (len(methods) - 1)
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``eval_<set>_<scoring>.json`` and ``.md`` into ``out_dir``; return both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"eval_{results['task_set']}_{results['scoring']}"
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    json_path.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    md_path.write_text(to_markdown(results), encoding="utf-8")
+    return json_path, md_path
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def register_cli(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``eval`` sub-command (``pat-lite eval CHECKPOINT --tasks toy --scoring both``)."""
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a checkpoint with lm-eval (toy sets or the paper's 14 tasks)",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("model", help="checkpoint directory (a saved or merged HF model)")
+    p.add_argument("--tasks", default="toy", help="toy | paper14 | comma-separated lm-eval task names")
+    p.add_argument("--scoring", choices=[*SCORINGS, "both"], default="both")
+    p.add_argument("--limit", type=float, default=None, help="documents per task (int) or fraction (<1)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda (default: lm-eval's choice)")
+    p.add_argument("--max-gen-toks", type=int, default=None, help="paper protocol generation length")
+    p.add_argument("--toy-dir", default=None, help="folder with eval_<family>.jsonl (default data/toy)")
+    p.add_argument("--out-dir", default=None, help="write eval_<set>_<scoring>.json/.md here")
+    p.set_defaults(handler=run_cli)
+    return p
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``eval`` from parsed arguments; print the markdown table(s)."""
+    limit = args.limit
+    if limit is not None and limit >= 1:
+        limit = int(limit)
+    scorings = SCORINGS if args.scoring == "both" else (args.scoring,)
+    for scoring in scorings:
+        results = evaluate(
+            args.model,
+            tasks=args.tasks,
+            scoring=scoring,
+            limit=limit,
+            batch_size=args.batch_size,
+            out_dir=args.out_dir,
+            device=args.device,
+            toy_dir=args.toy_dir,
+            max_gen_toks=args.max_gen_toks,
+        )
+        print(to_markdown(results))
+    return 0
+
