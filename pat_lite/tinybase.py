@@ -1,0 +1,450 @@
+"""A tiny Llama-architecture base model pre-trained on the toy world by our own code, built once and cached.
+
+Why: PAT (PAT_METHOD.md) needs a base model that knows something a hidden-size cut can take away. This
+module trains one in about three minutes on a 2-core CPU, with no download:
+
+1. a byte-level BPE tokenizer (``tokenizers``) trained on the toy corpus plus the Alpaca template text,
+   wrapped as ``transformers.PreTrainedTokenizerFast`` (``<s>`` BOS added to every sequence, ``</s>``,
+   ``<pad>``, ``<unk>``);
+2. a ``LlamaForCausalLM`` (RMSNorm, SwiGLU, RoPE, GQA, untied lm_head) pre-trained on
+   :func:`pat_lite.toyworld.pretraining_corpus` with a plain torch loop (AdamW, warm-up + cosine);
+3. quality gates, recorded in ``build_report.json`` (PAT_METHOD.md §10): the model must answer the held-out
+   multiple-choice facts well above chance, and a crude 25 % hidden-channel cut *without tuning* must cost
+   it clearly — otherwise pruning-aware tuning would have nothing to recover. A failed gate raises.
+
+The result is cached under ``$PAT_LITE_CACHE`` (default ``~/.cache/pat_lite``) in a folder whose name holds
+a hash of the recipe and the toy-world version; it is loaded with plain ``AutoModelForCausalLM`` /
+``AutoTokenizer``. A build writes into a temporary sibling folder and ``os.replace``-s it into place;
+``build_report.json`` is written last, so a folder without it is never taken for a finished build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from pat_lite import toyworld
+from pat_lite.mc import chance_accuracy, multiple_choice_accuracy
+
+__all__ = [
+    "GateError",
+    "TinyBaseRecipe",
+    "build_tiny_base",
+    "crude_hidden_cut",
+    "load_tiny_base",
+    "make_model",
+    "pretrain",
+    "tiny_base_dir",
+    "tokenizer_training_text",
+    "train_tokenizer",
+]
+
+#: Bump when the build code changes what it produces (part of the cache key).
+TINYBASE_VERSION = "1"
+REPORT_NAME = "build_report.json"
+#: Torch threads for the build. One, on purpose: the model is so small that a step is dominated by
+#: per-op overhead, and on a shared 2-core machine two threads were measured ~9x *slower* (0.47 vs
+#: 4.2 steps/s) because OpenMP workers wait on each other. Pass ``num_threads`` to override.
+DEFAULT_THREADS = 1
+SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")
+
+
+class GateError(RuntimeError):
+    """The built model failed a quality gate (see the message for the measured numbers)."""
+
+
+@dataclass(frozen=True)
+class TinyBaseRecipe:
+    """Every knob of the tiny base build. Changing any field changes the cache folder (a rebuild).
+
+    ``hidden_size * (1 - cut_ratio)`` must stay a multiple of ``num_attention_heads``: transformers refuses
+    a Llama config otherwise, and PAT's merged model sets hidden_size = d' (PAT_METHOD.md §8).
+    """
+
+    # toy world
+    world_seed: int = toyworld.DEFAULT_SEED
+    n_people: int = toyworld.DEFAULT_N_PEOPLE
+    # tokenizer
+    vocab_size: int = 768
+    # model (LlamaConfig)
+    hidden_size: int = 128
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    head_dim: int = 32
+    intermediate_size: int = 344
+    max_position_embeddings: int = 256
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    # pre-training
+    seed: int = 0
+    epochs: int = 8
+    batch_size: int = 64
+    max_seq_len: int = 128
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    # quality gates (accuracies in [0, 1])
+    cut_ratio: float = 0.25
+    min_family_accuracy: float = 0.75
+    min_mean_accuracy: float = 0.9
+    min_cut_drop: float = 0.15
+
+    def key(self) -> str:
+        """Short hash of the recipe + toy-world + build-code versions (the cache folder suffix)."""
+        blob = json.dumps(
+            {"recipe": asdict(self), "toyworld": toyworld.TOYWORLD_VERSION, "tinybase": TINYBASE_VERSION},
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+    @property
+    def cut_hidden_size(self) -> int:
+        """The hidden size left after the gate's cut (must be a multiple of the head count)."""
+        return self.hidden_size - round(self.hidden_size * self.cut_ratio)
+
+
+# ----------------------------------------------------------------------------------------------- tokenizer
+def tokenizer_training_text(world: toyworld.World) -> list[str]:
+    """Texts the tokenizer is trained on: a corpus epoch, the instruction/eval texts, the Alpaca template.
+
+    The template words, the letters A-D, digits and newlines must be tokens too, or instruction prompts
+    would become long byte soups.
+    """
+    from pat_lite.data import format_prompt  # local import: data imports toyworld, not tinybase
+
+    texts = list(toyworld.pretraining_corpus(world, epochs=1))
+    for rec in toyworld.instruction_records(world):
+        texts.append(format_prompt(rec["instruction"]) + rec["response"])
+    for items in toyworld.eval_items(world).values():
+        texts.extend(item["question"] for item in items)
+    texts.append("A. B. C. D. A B C D 0 1 2 3 4 5 6 7 8 9 10 100\n\n### Input:\n")
+    return texts
+
+
+def train_tokenizer(texts: list[str], vocab_size: int = 768):
+    """Train a byte-level BPE on ``texts`` and wrap it as a ``PreTrainedTokenizerFast`` that adds BOS.
+
+    Byte-level means any text (digits, newlines, unseen words) round-trips exactly; ``<unk>`` exists but is
+    never needed.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    bos_id = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="right",
+        model_max_length=256,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- model
+def make_model(recipe: TinyBaseRecipe, tokenizer):
+    """A freshly initialised ``LlamaForCausalLM`` of the recipe's shape (untied lm_head, GQA)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.num_hidden_layers,
+        num_attention_heads=recipe.num_attention_heads,
+        num_key_value_heads=recipe.num_key_value_heads,
+        head_dim=recipe.head_dim,
+        hidden_act="silu",
+        max_position_embeddings=recipe.max_position_embeddings,
+        rms_norm_eps=recipe.rms_norm_eps,
+        rope_theta=recipe.rope_theta,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(recipe.seed)
+    return LlamaForCausalLM(config)
+
+
+_BUCKET_BATCHES = 16
+
+
+def _batches(ids: list[list[int]], batch_size: int, pad_id: int, rng: random.Random):
+    """Shuffled, length-bucketed, right-padded batches ``(input_ids, attention_mask, labels)``.
+
+    Documents are shuffled, then sorted by length inside windows of 16 batches, so a batch rarely mixes a
+    one-sentence document with a long biography (padding would otherwise waste most of the compute).
+    """
+    order = list(range(len(ids)))
+    rng.shuffle(order)
+    window = batch_size * _BUCKET_BATCHES
+    batches = []
+    for w in range(0, len(order), window):
+        part = sorted(order[w : w + window], key=lambda i: len(ids[i]))
+        batches += [part[b : b + batch_size] for b in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    for batch in batches:
+        seqs = [ids[i] for i in batch]
+        width = max(len(s) for s in seqs)
+        x = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, s in enumerate(seqs):
+            x[row, : len(s)] = torch.tensor(s)
+            labels[row, : len(s)] = x[row, : len(s)]
+            mask[row, : len(s)] = 1
+        yield x, mask, labels
+
+
+def pretrain(model, tokenizer, world: toyworld.World, recipe: TinyBaseRecipe, progress: bool = True) -> dict:
+    """Pre-train ``model`` on the toy corpus: one document per sequence (BOS + text + EOS), AdamW, cosine.
+
+    Deterministic for a given recipe (seeded torch and a private ``random.Random``). Returns a summary
+    (steps, final loss, seconds).
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(recipe.seed)
+    rng = random.Random(recipe.seed)
+    docs = toyworld.pretraining_corpus(world, epochs=recipe.epochs, seed=recipe.seed)
+    enc = tokenizer(docs, add_special_tokens=True, truncation=True, max_length=recipe.max_seq_len - 1)
+    ids = [seq + [tokenizer.eos_token_id] for seq in enc["input_ids"]]
+    pad_id = tokenizer.pad_token_id
+    n_epochs = recipe.epochs
+    chunk = math.ceil(len(ids) / n_epochs)  # each epoch is its own slice (different biographies per epoch)
+    sizes = [len(ids[e * chunk : (e + 1) * chunk]) for e in range(n_epochs)]
+    window = recipe.batch_size * _BUCKET_BATCHES
+    total = sum(math.ceil(min(window, n - w) / recipe.batch_size) for n in sizes for w in range(0, n, window))
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=recipe.weight_decay
+    )
+
+    def lr_at(step: int) -> float:
+        if step < recipe.warmup_steps:
+            return (step + 1) / recipe.warmup_steps
+        t = min(1.0, (step - recipe.warmup_steps) / max(1, total - recipe.warmup_steps))
+        return recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    start, step, loss_ema = time.time(), 0, None
+    bar = tqdm(total=total, desc="pre-training tiny base", disable=not progress)
+    for e in range(n_epochs):
+        for x, mask, labels in _batches(ids[e * chunk : (e + 1) * chunk], recipe.batch_size, pad_id, rng):
+            loss = model(input_ids=x, attention_mask=mask, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+            opt.step()
+            sched.step()
+            step += 1
+            loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_ema:.3f}")
+    bar.close()
+    model.eval()
+    return {"steps": step, "final_loss_ema": loss_ema, "seconds": round(time.time() - start, 1)}
+
+
+# ------------------------------------------------------------------------------------------------- gates
+def crude_hidden_cut(model, ratio: float = 0.25) -> list[int]:
+    """Zero the ``ratio`` hidden channels with the smallest writer-weight L2 norm, in place; return them.
+
+    The writers of the residual stream are the embedding (column i of E), every o_proj and every down_proj
+    (row i). Zeroing those makes channel i zero everywhere (PAT_METHOD.md §2) — pruning without any tuning,
+    the baseline that PAT's tuning has to beat. Call it on a copy.
+    """
+    inner = model.model
+    sq = inner.embed_tokens.weight.detach().float().pow(2).sum(0)
+    for layer in inner.layers:
+        sq = sq + layer.self_attn.o_proj.weight.detach().float().pow(2).sum(1)
+        sq = sq + layer.mlp.down_proj.weight.detach().float().pow(2).sum(1)
+    n_cut = round(sq.numel() * ratio)
+    cut = torch.argsort(sq)[:n_cut].sort().values
+    with torch.no_grad():
+        inner.embed_tokens.weight[:, cut] = 0
+        for layer in inner.layers:
+            layer.self_attn.o_proj.weight[cut, :] = 0
+            layer.mlp.down_proj.weight[cut, :] = 0
+    return cut.tolist()
+
+
+def _gate_report(model, tokenizer, world: toyworld.World, recipe: TinyBaseRecipe) -> dict:
+    import copy
+
+    heldout = [it for items in toyworld.eval_items(world).values() for it in items]
+    tune = [it for items in toyworld.eval_items(world, split="tune").values() for it in items]
+    base = multiple_choice_accuracy(model, tokenizer, heldout)
+    base_tune = multiple_choice_accuracy(model, tokenizer, tune)
+    pruned = copy.deepcopy(model)
+    cut = crude_hidden_cut(pruned, recipe.cut_ratio)
+    after = multiple_choice_accuracy(pruned, tokenizer, heldout)
+    return {
+        "chance": chance_accuracy(heldout),
+        "heldout_accuracy": base["accuracy"],
+        "heldout_per_family": base["per_family"],
+        "tune_people_accuracy": base_tune["accuracy"],
+        "cut_ratio": recipe.cut_ratio,
+        "cut_channels": cut,
+        "cut_accuracy": after["accuracy"],
+        "cut_per_family": after["per_family"],
+        "cut_drop": base["accuracy"] - after["accuracy"],
+        "n_items": base["n"],
+    }
+
+
+def check_gates(report: dict, recipe: TinyBaseRecipe) -> list[str]:
+    """The list of failed gates (empty = all pass), each with its measured number."""
+    failed = []
+    for fam, acc in report["heldout_per_family"].items():
+        if acc < recipe.min_family_accuracy:
+            failed.append(f"held-out accuracy on {fam} = {acc:.3f} < {recipe.min_family_accuracy}")
+    if report["heldout_accuracy"] < recipe.min_mean_accuracy:
+        failed.append(f"mean held-out accuracy {report['heldout_accuracy']:.3f} < {recipe.min_mean_accuracy}")
+    if report["cut_drop"] < recipe.min_cut_drop:
+        failed.append(
+            f"a crude {recipe.cut_ratio:.0%} cut only drops accuracy by {report['cut_drop']:.3f} "
+            f"({report['heldout_accuracy']:.3f} -> {report['cut_accuracy']:.3f}) < {recipe.min_cut_drop}"
+        )
+    return failed
+
+
+# ------------------------------------------------------------------------------------------------- cache
+def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get("PAT_LITE_CACHE") or Path.home() / ".cache" / "pat_lite")
+
+
+def tiny_base_dir(cache_dir: str | os.PathLike | None = None, recipe: TinyBaseRecipe | None = None) -> Path:
+    """Where the tiny base of ``recipe`` lives (whether or not it is built yet)."""
+    recipe = recipe or TinyBaseRecipe()
+    return _cache_root(cache_dir) / f"tiny_base-{recipe.key()}"
+
+
+def is_built(path: str | os.PathLike) -> bool:
+    """A finished build has its ``build_report.json`` (written last)."""
+    return (Path(path) / REPORT_NAME).is_file()
+
+
+def build_tiny_base(
+    cache_dir: str | os.PathLike | None = None,
+    force: bool = False,
+    progress: bool = True,
+    recipe: TinyBaseRecipe | None = None,
+    num_threads: int | None = None,
+) -> Path:
+    """Build the tiny base (tokenizer, pre-training, gates, save) unless already cached; return its folder.
+
+    Atomic: everything is written to a temporary sibling folder, the report last, then ``os.replace``-d
+    into place. A folder without a report (a crashed build) is removed and rebuilt. Raises
+    :class:`GateError` (and keeps nothing) if a quality gate fails.
+
+    ``num_threads`` (default :data:`DEFAULT_THREADS`) is set for the build and restored afterwards.
+    """
+    recipe = recipe or TinyBaseRecipe()
+    if recipe.cut_hidden_size % recipe.num_attention_heads:
+        raise ValueError(
+            f"hidden {recipe.hidden_size} cut by {recipe.cut_ratio:.0%} -> {recipe.cut_hidden_size}, "
+            f"not a multiple of {recipe.num_attention_heads} heads"
+        )
+    final = tiny_base_dir(cache_dir, recipe)
+    if is_built(final) and not force:
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(num_threads or DEFAULT_THREADS)
+    try:
+        world = toyworld.build_world(recipe.world_seed, recipe.n_people)
+        tokenizer = train_tokenizer(tokenizer_training_text(world), recipe.vocab_size)
+        model = make_model(recipe, tokenizer)
+        train_summary = pretrain(model, tokenizer, world, recipe, progress=progress)
+        report = _gate_report(model, tokenizer, world, recipe)
+        threads_used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous_threads)
+    failed = check_gates(report, recipe)
+    report.update(
+        recipe=asdict(recipe),
+        key=recipe.key(),
+        toyworld_version=toyworld.TOYWORLD_VERSION,
+        tinybase_version=TINYBASE_VERSION,
+        n_parameters=sum(p.numel() for p in model.parameters()),
+        vocab_size=len(tokenizer),
+        train=train_summary,
+        build_seconds=round(time.time() - t0, 1),
+        torch_threads=threads_used,
+        gates_passed=not failed,
+    )
+    if failed:
+        raise GateError("tiny base failed its quality gates: " + "; ".join(failed) + f"\nreport: {report}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        if final.exists():  # a stale half-written folder, or force=True
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def read_build_report(path: str | os.PathLike) -> dict:
+    """The ``build_report.json`` of a built tiny base."""
+    return json.loads((Path(path) / REPORT_NAME).read_text())
+
+
+def load_tiny_base(cache_dir: str | os.PathLike | None = None, build: bool = True):
+    """``(model, tokenizer)`` of the tiny base via plain ``AutoModelForCausalLM`` / ``AutoTokenizer``.
+
+    Builds it first if missing and ``build`` is true; otherwise a missing build raises FileNotFoundError.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tiny_base_dir(cache_dir)
+    if not is_built(path):
+        if not build:
+            raise FileNotFoundError(f"no finished tiny base at {path}; run `python -m pat_lite.tinybase`")
+        path = build_tiny_base(cache_dir)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer
+
+
+if __name__ == "__main__":
+    built = build_tiny_base(progress=True)
+    print(built)
+    print(json.dumps({k: v for k, v in read_build_report(built).items() if k != "cut_channels"}, indent=2))
