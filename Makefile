@@ -35,7 +35,7 @@ lab: venv
 	$(VENV)/bin/jupyter lab notebooks
 
 bench: venv
-	$(PY) -m pat_lite.cli bench --config tinyllama --ratio 0.25 --out artifacts/bench
+	$(PY) -m pat_lite.cli bench --preset-file configs/bench/tinyllama-cpu.yaml --out artifacts/bench
 
 clean:
 	rm -rf artifacts .pytest_cache .ruff_cache
