@@ -56,6 +56,9 @@ def run_demo(output_dir: str = "artifacts/demo", config: str = "tiny", max_steps
             _accuracy(base_model, tokenizer, items),
         )
     ]
+    # Context from the build report: what a naive cut (smallest writer-norm channels, no tuning) keeps.
+    cut = {"accuracy": report["cut_accuracy"], "per_family": report["cut_per_family"]}
+    rows.append(("base, 25 % cut by norm, untuned", f"{base_model.config.hidden_size}*", None, cut))
 
     results = {}
     for method in ("lora", "pat"):
@@ -103,12 +106,14 @@ def format_table(summary: dict) -> str:
     lines = [header, "|" + "---|" * (4 + len(families))]
     for row in summary["rows"]:
         cells = [f"{100 * row['per_family'][f]:.1f}" for f in families]
+        params = f"{row['parameters']:,}" if row["parameters"] else "-"
         lines.append(
-            f"| {row['model']} | {row['hidden_size']} | {row['parameters']:,} | "
+            f"| {row['model']} | {row['hidden_size']} | {params} | "
             + " | ".join(cells)
             + f" | {100 * row['accuracy']:.1f} |"
         )
     lines += [
+        "(* channels zeroed, not removed.) Accuracy: held-out people, 4-choice log-likelihood, chance 25 %.",
         "",
         f"PAT mask: {summary['pat_active_channels']} active channels, target {summary['pat_target_width']}",
         f"merged vs tuned PAT model: max |logit diff| = {summary['merge_max_abs_logit_diff']:.2e}",
