@@ -472,17 +472,17 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
 
 def plot_benchmark(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
     """PNG: TTFT vs batch size, measured vs ideal prefill and decode speedups, and peak memory."""
+    # A bare Figure draws without pyplot, so the caller's backend (e.g. a notebook's inline) is untouched.
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+    fig = Figure(figsize=(18, 4.2))
+    axes = fig.subplots(1, 4)
     series: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in rows:
         series.setdefault((r["dtype"], r["variant"], r["width"]), []).append(r)
     markers = {"float32": "o", "bfloat16": "s", "float16": "^"}
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    palette = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     colours: dict[tuple[str, int], str] = {}
     cuda = any(r.get("peak_cuda_alloc_mib") not in ("", None) for r in rows)
     mem_col = "peak_cuda_alloc_mib" if cuda else "peak_rss_mib"
@@ -523,7 +523,6 @@ def plot_benchmark(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -52,6 +52,8 @@ class PATConfig:
     sparsity_pull_target: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.identity_loss is False:  # YAML 1.1 reads a bare `off` as False
+            self.identity_loss = "off"
         if self.target_width is None and self.pruning_ratio is None:
             raise ValueError("give either target_width (the pruned hidden size) or pruning_ratio, e.g. 0.25")
         if self.target_width is None and not 0.0 < float(self.pruning_ratio) < 1.0:

@@ -180,3 +180,8 @@ def test_ddp_on_two_cpu_processes_ends_with_the_same_mask_on_both_ranks(assets, 
     assert torch.equal(rank0, rank1)
     assert rank0.abs().sum() > 0  # the mask did train
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 6
+
+
+def test_yaml_off_means_the_identity_loss_variant_off():
+    # YAML 1.1 reads a bare `off` as False; the PAT section must still mean the variant "off".
+    assert load_train_config(None, ["pat.identity_loss=off"]).pat_config.identity_loss == "off"

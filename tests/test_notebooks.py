@@ -1,0 +1,126 @@
+"""The tutorial notebooks: committed clean, parameterised for papermill, and runnable in smoke mode.
+
+The execution tests run every notebook with the overrides of `notebooks/smoke.yaml` (tiny model, a few
+steps, toy evaluation, tiny benchmark); executed copies go to `artifacts/notebooks/` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+EXECUTED_DIR = ROOT / "artifacts" / "notebooks"
+EXPECTED = [
+    "01_masked_layer",
+    "02_tinyllama_dry_run",
+    "03_llama2_7b_a100",
+    "04_evaluation",
+    "05_ablations",
+]
+#: PAT's math lives in pat_lite; a notebook that re-implements it would teach code that is never tested.
+FORBIDDEN = [
+    r"\bdef\s+gate\w*\s*\(",
+    r"\bclass\s+HSM\b",
+    r"\bclass\s+\w*Mask\w*\s*[(:]",
+    r"\bclass\s+StraightThrough\w*",
+    r"\bdef\s+(sparsity|identity)_loss\s*\(",
+    r"\bdef\s+merge\w*\s*\(",
+    r"torch\.sigmoid\(",
+    r"\.sigmoid\(",
+    r"F\.sigmoid\(",
+]
+
+
+def _notebooks() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))}
+
+
+def _smoke() -> dict[str, dict]:
+    return yaml.safe_load((NOTEBOOK_DIR / "smoke.yaml").read_text())
+
+
+def _parameter_names(nb) -> set[str]:
+    (cell,) = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    tree = ast.parse(cell.source)
+    assigns = [node for node in tree.body if isinstance(node, ast.Assign)]
+    return {t.id for node in assigns for t in node.targets if isinstance(t, ast.Name)}
+
+
+def test_the_five_notebooks_exist():
+    assert list(_notebooks()) == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_committed_notebook_is_clean(name):
+    nb = nbformat.read(_notebooks()[name], as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{name}: exactly one cell must be tagged 'parameters', found {len(tagged)}"
+    assert tagged[0].cell_type == "code"
+    for line in tagged[0].source.splitlines():  # papermill's parameter parser skips lines with two "="
+        assert line.count("=") <= 1, f"{name}: papermill cannot parse the parameter line {line!r}"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        assert cell.outputs == [], f"{name}: cell {i} has outputs (clear them before committing)"
+        assert cell.execution_count is None, f"{name}: cell {i} has an execution count"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "start with a title"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_does_not_reimplement_pat(name):
+    nb = nbformat.read(_notebooks()[name], as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    found = [pattern for pattern in FORBIDDEN if re.search(pattern, source)]
+    assert not found, f"{name} defines PAT math itself ({found}); call pat_lite instead"
+    assert "pat_lite" in source
+
+
+def test_smoke_parameters_exist_in_the_notebooks():
+    smoke = _smoke()
+    assert sorted(smoke) == EXPECTED
+    for name, overrides in smoke.items():
+        names = _parameter_names(nbformat.read(_notebooks()[name], as_version=4))
+        unknown = set(overrides or {}) - names
+        assert not unknown, f"smoke.yaml sets {sorted(unknown)} that {name}'s parameters cell does not define"
+        assert str((overrides or {}).get("output_dir", "artifacts/")).startswith("artifacts/")
+
+
+@pytest.fixture(scope="module")
+def tiny_base():
+    """Build (or reuse) the embedded tiny base once, before any notebook needs it."""
+    from pat_lite.tinybase import build_tiny_base
+
+    return build_tiny_base(progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_runs_in_smoke_mode(name, tiny_base):
+    papermill = pytest.importorskip("papermill")
+    EXECUTED_DIR.mkdir(parents=True, exist_ok=True)
+    out = EXECUTED_DIR / f"{name}.ipynb"
+    start = time.time()
+    papermill.execute_notebook(
+        str(_notebooks()[name]),
+        str(out),
+        parameters=_smoke()[name] or {},
+        kernel_name="python3",
+        cwd=str(ROOT),
+        progress_bar=False,
+        execution_timeout=600,
+    )
+    print(f"{name}: {time.time() - start:.0f} s (executed copy: {out.relative_to(ROOT)})")
+    executed = nbformat.read(out, as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]  # fmt: skip
+    assert not errors
