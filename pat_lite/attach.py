@@ -46,8 +46,8 @@ class PATModule(nn.Module):
         self.hsms = nn.ModuleDict({name: HSM(width, config.hio_rank, rank_scale) for name in names})
         self._hook_handles: list[Any] = []
 
-    def apply(self, name: str, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """z = s ⊙ M ⊙ (D · y) for the HSM called `name`."""
+    def sparsify(self, name: str, y: torch.Tensor) -> torch.Tensor:
+        """z = s ⊙ M ⊙ (D · y) for the HSM called `name` (not `apply`: nn.Module.apply walks submodules)."""
         return self.hsms[name](y, self.mask())
 
     def losses(self) -> dict[str, torch.Tensor]:
@@ -123,8 +123,8 @@ def attach_pat(model: nn.Module, config: PATConfig | None = None) -> nn.Module:
     def writer_hook(name: str):
         def hook(module: nn.Module, args: Any, output: Any) -> Any:
             if isinstance(output, tuple):  # attention returns (attn_output, attn_weights)
-                return (pat.apply(name, output[0]), *output[1:])
-            return pat.apply(name, output)
+                return (pat.sparsify(name, output[0]), *output[1:])
+            return pat.sparsify(name, output)
 
         return hook
 

@@ -133,7 +133,8 @@ class PATTrainer(Trainer):
     def __init__(self, *args: Any, mask_lr_multiplier: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.mask_lr_multiplier = mask_lr_multiplier
-        self._terms: dict[str, list[float]] = defaultdict(list)
+        # Detached tensors, averaged only when logged: no device sync on every micro-batch.
+        self._terms: dict[str, list[torch.Tensor]] = defaultdict(list)
         # compute_loss returns a per-micro-batch mean: let Trainer divide it by the accumulation steps.
         self.loss_is_scaled_for_ga = False
 
@@ -143,13 +144,13 @@ class PATTrainer(Trainer):
         outputs = model(**inputs)
         loss = outputs.loss
         if model.training:
-            self._terms["lm_loss"].append(loss.detach().item())
+            self._terms["lm_loss"].append(loss.detach())
         if has_pat(model):
             extra = pat_losses(model)
             loss = loss + extra["total"]
             if model.training:
-                self._terms["sparsity_loss"].append(extra["sparsity"].detach().item())
-                self._terms["identity_loss"].append(extra["identity"].detach().item())
+                self._terms["sparsity_loss"].append(extra["sparsity"].detach())
+                self._terms["identity_loss"].append(extra["identity"].detach())
         return (loss, outputs) if return_outputs else loss
 
     def create_optimizer(self, model=None):  # noqa: ANN001
@@ -179,7 +180,7 @@ class PATTrainer(Trainer):
         if "loss" in logs:  # a training log, not an evaluation one
             for name, values in self._terms.items():
                 if values:
-                    logs[name] = sum(values) / len(values)
+                    logs[name] = torch.stack(values).float().mean().item()
             self._terms.clear()
             if has_pat(self.model):
                 logs.update(get_pat(self.model).stats())

@@ -154,3 +154,11 @@ def test_other_bad_knobs():
         PATConfig(hio_rank=100).resolve(llama())
     with pytest.raises(ValueError, match="unknown PATConfig fields"):
         PATConfig.from_dict({"ratio": 0.3})
+
+
+def test_module_apply_still_walks_an_attached_model():
+    # transformers and peft call model.apply(fn); PAT's container must not shadow nn.Module.apply.
+    model = attach_pat(tiny_model("llama-gqa"), PATConfig(hio_rank=4))
+    visited = []
+    model.apply(lambda module: visited.append(type(module).__name__))
+    assert "HSM" in visited and "GlobalMask" in visited
