@@ -584,7 +584,7 @@ def _str_list(text: str) -> list[str]:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the `bench` sub-command (and `bench-train` when available) to a `pat-lite` argparse parser."""
+    """Add the `bench` and `bench-train` sub-commands to a `pat-lite` argparse parser."""
     p = subparsers.add_parser(
         "bench", help="time dense vs PAT-pruned models (TTFT, decode tok/s, memory)",
         description="Compare a dense model with its narrower (PAT-merged) version, random weights. "
