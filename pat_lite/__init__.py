@@ -1,6 +1,6 @@
 """pat_lite — PAT (Pruning-Aware Tuning, Liu et al., AAAI 2025) on stock transformers + peft.
 
-    from pat_lite import PATConfig, attach_pat, set_pat_step, pat_losses, merge_pat
+from pat_lite import PATConfig, attach_pat, set_pat_step, pat_losses, merge_pat
 """
 
 from .arch import SUPPORTED_ARCHITECTURES, UnsupportedArchitectureError

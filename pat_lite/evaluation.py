@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paper_tasks
+from .atomic import atomic_write_text
 from .paper_tasks import PAPER14, PAPER_REPORTED_AVERAGES, TASKS_DIR
 
 __all__ = [
@@ -390,8 +391,8 @@ def write_results(results: dict[str, Any], out_dir: str | os.PathLike) -> tuple[
     out.mkdir(parents=True, exist_ok=True)
     stem = f"eval_{results['task_set']}_{results['scoring']}"
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
-    json_path.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    md_path.write_text(to_markdown(results), encoding="utf-8")
+    atomic_write_text(json_path, json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(md_path, to_markdown(results))
     return json_path, md_path
 
 
@@ -436,4 +437,3 @@ def run_cli(args: argparse.Namespace) -> int:
         )
         print(to_markdown(results))
     return 0
-

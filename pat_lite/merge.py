@@ -28,9 +28,7 @@ from .attach import PATModule, detach_pat, get_pat
 from .mask import kept_channels
 
 _WRITER = re.compile(r"^model\.layers\.(\d+)\.(self_attn\.o_proj|mlp\.down_proj)\.(weight|bias)$")
-_READER = re.compile(
-    r"^(model\.layers\.\d+\.(self_attn\.[qkv]_proj|mlp\.(gate|up)_proj)|lm_head)\.weight$"
-)
+_READER = re.compile(r"^(model\.layers\.\d+\.(self_attn\.[qkv]_proj|mlp\.(gate|up)_proj)|lm_head)\.weight$")
 #: Outputs of readers live in attention/FFN space, which PAT does not change.
 _READER_BIAS = re.compile(r"^model\.layers\.\d+\.(self_attn\.[qkv]_proj|mlp\.(gate|up)_proj)\.bias$")
 _NORM = re.compile(r"^model\.(layers\.\d+\.(input|post_attention)_layernorm|norm)\.weight$")

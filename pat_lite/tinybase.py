@@ -25,8 +25,6 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from pathlib import Path
 import torch
 
 from pat_lite import toyworld
+from pat_lite.atomic import atomic_directory
 from pat_lite.mc import chance_accuracy, multiple_choice_accuracy
 
 __all__ = [
@@ -407,17 +406,13 @@ def build_tiny_base(
     )
     if failed:
         raise GateError("tiny base failed its quality gates: " + "; ".join(failed) + f"\nreport: {report}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        if final.exists():  # a stale half-written folder, or force=True
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    atomic_directory(final, write)  # replaces a stale half-written folder, or the old build if force=True
     return final
 
 

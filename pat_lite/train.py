@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,6 +27,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainingArguments, set_seed
 
+from .atomic import atomic_directory, atomic_write_text
 from .attach import attach_pat, get_pat, has_pat, mark_pat_trainable, pat_losses, pat_parameters, set_pat_step
 from .config import PATConfig
 from .data import SFTCollator, build_sft_dataset, load_instruction_data
@@ -264,26 +264,8 @@ def prepare_output_dir(cfg: TrainConfig, is_main: bool) -> Path | None:
             return last_complete_checkpoint(out, cfg.method)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(out / RUN_CONFIG, record)
+        atomic_write_text(out / RUN_CONFIG, record)
     return None
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _atomic_save_dir(final: Path, write) -> None:  # noqa: ANN001
-    """Write a folder via `write(tmp_dir)`, then move it into place in one rename."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        write(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_model(cfg: TrainConfig):
@@ -403,7 +385,7 @@ def finish_run(cfg: TrainConfig, trainer: PATTrainer, model, tokenizer) -> Train
             if has_pat(model):
                 save_pat_state(model, tmp)
 
-        _atomic_save_dir(adapter_dir, write_adapter)
+        atomic_directory(adapter_dir, write_adapter)
         summary["base_parameters"] = sum(
             p.numel()
             for n, p in model.get_base_model().named_parameters()
@@ -426,9 +408,9 @@ def finish_run(cfg: TrainConfig, trainer: PATTrainer, model, tokenizer) -> Train
                 tokenizer.save_pretrained(tmp)
                 (tmp / "pat_kept.json").write_text(json.dumps(kept, indent=2) + "\n")
 
-            _atomic_save_dir(merged_dir, write_merged)
-        _atomic_write_text(out / "log_history.json", json.dumps(trainer.state.log_history, indent=1) + "\n")
-        _atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+            atomic_directory(merged_dir, write_merged)
+        atomic_write_text(out / "log_history.json", json.dumps(trainer.state.log_history, indent=1) + "\n")
+        atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     trainer.accelerator.wait_for_everyone()
     return TrainResult(
         output_dir=out,
