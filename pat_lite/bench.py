@@ -335,26 +335,41 @@ def measure_memory(config: PretrainedConfig, **kwargs: Any) -> list[dict[str, An
         rows = measure([config], **kwargs)[0]
         torch.cuda.empty_cache()
         return rows
+    return in_fresh_process("pat_lite.bench", config, kwargs)
+
+
+def in_fresh_process(module: str, config: PretrainedConfig, spec: dict[str, Any]) -> Any:
+    """Run `python -m <module> --worker DIR` on `config` + `spec` and return what its worker stored.
+
+    A fresh process, so its peak RSS belongs to this one measurement (a child inherits no parent peak)."""
     with tempfile.TemporaryDirectory(prefix="pat_bench_") as tmp:
         config.save_pretrained(tmp)
-        Path(tmp, "spec.json").write_text(json.dumps(kwargs))
+        Path(tmp, "spec.json").write_text(json.dumps(spec))
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         proc = subprocess.run(
-            [sys.executable, "-m", "pat_lite.bench", "--worker", tmp], capture_output=True, text=True, env=env
+            [sys.executable, "-m", module, "--worker", tmp], capture_output=True, text=True, env=env
         )
         if proc.returncode:
-            raise RuntimeError(f"benchmark worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+            raise RuntimeError(f"{module} worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
         return json.loads(Path(tmp, "result.json").read_text())
+
+
+def worker_inputs(tmp: str) -> tuple[PretrainedConfig, dict[str, Any]]:
+    """The worker side of `in_fresh_process`: the config and the spec it was given."""
+    return AutoConfig.from_pretrained(tmp), json.loads(Path(tmp, "spec.json").read_text())
+
+
+def worker_output(tmp: str, result: Any) -> None:
+    Path(tmp, "result.json").write_text(json.dumps(result))
 
 
 def _worker(tmp: str) -> None:
     """Subprocess entry of `measure_memory`: record the running peak RSS after each batch size."""
-    config = AutoConfig.from_pretrained(tmp)
-    spec = json.loads(Path(tmp, "spec.json").read_text())
+    config, spec = worker_inputs(tmp)
     rows = measure([config], on_batch=lambda row: row.update(peak_rss_mib=_peak_rss_mib()), **spec)[0]
-    Path(tmp, "result.json").write_text(json.dumps(rows))
+    worker_output(tmp, rows)
 
 
 # ------------------------------------------------------------------------------------------- benchmark

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +23,17 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig
 
-from pat_lite.bench import _DTYPES, BenchConfigError, _build_model, _peak_rss_mib, _sync, resolve_config
+from pat_lite.bench import (
+    _DTYPES,
+    BenchConfigError,
+    _build_model,
+    _peak_rss_mib,
+    _sync,
+    in_fresh_process,
+    resolve_config,
+    worker_inputs,
+    worker_output,
+)
 
 METHODS = ("lora", "pat")
 TRAIN_COLUMNS = [
@@ -42,19 +49,17 @@ def build_train_model(
     pruning_ratio: float = 0.25, hio_rank: int | None = None, seed: int = 0,
 ) -> torch.nn.Module:  # fmt: skip
     """Random-weight model, peft LoRA on every linear layer but lm_head; PAT attached if method='pat'."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
-    from pat_lite import PATConfig, attach_pat, mark_pat_trainable
+    from pat_lite import PATConfig
+    from pat_lite.train import add_adapters
 
     if method not in METHODS:
         raise BenchConfigError(f"method must be one of {METHODS}, got {method!r}")
     model = _build_model(config, _DTYPES[dtype], device, seed)
-    if method == "pat":
-        attach_pat(model, PATConfig(pruning_ratio=pruning_ratio, hio_rank=hio_rank, milestone_step=100))
+    pat = PATConfig(pruning_ratio=pruning_ratio, hio_rank=hio_rank, milestone_step=100)
     lora = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
-    if method == "pat":
-        mark_pat_trainable(model)
+    model = add_adapters(model, method, pat, lora)
     return model.train()
 
 
@@ -123,27 +128,15 @@ def _memory_pass(config: PretrainedConfig, method: str, **kwargs: Any) -> dict[s
         row = measure_train(config, [method], **kwargs)[0]
         torch.cuda.empty_cache()
         return row
-    with tempfile.TemporaryDirectory(prefix="pat_bench_train_") as tmp:
-        config.save_pretrained(tmp)
-        Path(tmp, "spec.json").write_text(json.dumps({"method": method, **kwargs}))
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "pat_lite.bench_train", "--worker", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode:
-            raise RuntimeError(f"training-benchmark worker failed:\n{proc.stderr[-4000:]}")
-        return json.loads(Path(tmp, "result.json").read_text())
+    return in_fresh_process("pat_lite.bench_train", config, {"method": method, **kwargs})
 
 
 def _worker(tmp: str) -> None:
-    from transformers import AutoConfig
-
-    spec = json.loads(Path(tmp, "spec.json").read_text())
+    config, spec = worker_inputs(tmp)
     method = spec.pop("method")
-    row = measure_train(AutoConfig.from_pretrained(tmp), [method], **spec)[0]
+    row = measure_train(config, [method], **spec)[0]
     row["peak_rss_mib"] = _peak_rss_mib()
-    Path(tmp, "result.json").write_text(json.dumps(row))
+    worker_output(tmp, row)
 
 
 def run_train_benchmark(

@@ -268,15 +268,28 @@ def prepare_output_dir(cfg: TrainConfig, is_main: bool) -> Path | None:
     return None
 
 
+def add_adapters(model, method: str, pat_config: PATConfig | None, lora):  # noqa: ANN001
+    """PAT (if method == "pat") and then peft LoRA/DoRA on every linear layer except lm_head.
+
+    PAT goes on first so LoRA's update on o_proj/down_proj lands inside the block the HSM hooks; peft then
+    freezes everything that is not LoRA, so PAT's parameters are made trainable again."""
+    from peft import get_peft_model
+
+    if method == "pat":
+        attach_pat(model, pat_config)
+    model = get_peft_model(model, lora)
+    if method == "pat":
+        mark_pat_trainable(model)
+    return model
+
+
 def build_model(cfg: TrainConfig):
     """Base model (+ PAT) wrapped with peft LoRA/DoRA on every linear layer except lm_head."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     model, tokenizer = load_model_and_tokenizer(
         cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code
     )
-    if cfg.method == "pat":
-        attach_pat(model, cfg.pat_config)
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -285,10 +298,7 @@ def build_model(cfg: TrainConfig):
         use_dora=cfg.use_dora,
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, lora)
-    if cfg.method == "pat":
-        mark_pat_trainable(model)
-    return model, tokenizer
+    return add_adapters(model, cfg.method, cfg.pat_config, lora), tokenizer
 
 
 @dataclass
