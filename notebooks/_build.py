@@ -511,6 +511,7 @@ NB02 = [
     from pat_lite import get_pat
     from pat_lite.data import format_prompt
     from pat_lite.models import ModelUnavailableError, load_model_and_tokenizer
+    from pat_lite.plots import plot_training_log, training_log_rows
     from pat_lite.train import load_train_config, train
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -612,27 +613,8 @@ NB02 = [
       the target width by the count term; $\tau$ and $\beta$ show the gate schedule.
     """),
     code("""
-    logs = pd.DataFrame([h for h in result.log_history if "loss" in h and "step" in h])
-    target = result.summary["target_width"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
-    for key in ("loss", "lm_loss", "sparsity_loss", "identity_loss"):
-        if key in logs:
-            axes[0].plot(logs["step"], logs[key], marker=".", label=key)
-    axes[0].set_yscale("log")
-    axes[0].set_title("losses")
-    axes[0].legend(fontsize=8)
-    axes[1].plot(logs["step"], logs["active_channels"], marker=".")
-    axes[1].axhline(target, color="grey", ls="--", label=f"target {target}")
-    axes[1].set_title("active channels (W_M > 0)")
-    axes[1].legend(fontsize=8)
-    axes[2].plot(logs["step"], logs["tau"], label="tau")
-    axes[2].set_yscale("log")
-    twin = axes[2].twinx()
-    twin.plot(logs["step"], logs["beta"], color="tab:orange", label="beta")
-    axes[2].set_title("gate schedule: tau (log, blue), beta (orange)")
-    for ax in axes:
-        ax.set_xlabel("step")
-    fig.tight_layout()
+    logs = pd.DataFrame(training_log_rows(result.log_history))
+    fig = plot_training_log(result.log_history, result.summary["target_width"])
     fig.savefig(OUT / "training_curves.png", dpi=100)
     plt.show()
     logs.tail()
@@ -786,6 +768,7 @@ NB03 = [
 
     from pat_lite.data import DatasetUnavailableError, format_prompt
     from pat_lite.models import ModelUnavailableError
+    from pat_lite.plots import plot_training_log
     from pat_lite.train import CONFIG_DIR, load_train_config, train
     """),
     md("""
@@ -875,20 +858,7 @@ NB03 = [
     print(json.dumps(result.summary, indent=1))
     """),
     code("""
-    logs = pd.DataFrame([h for h in result.log_history if "loss" in h and "step" in h])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
-    for key in ("lm_loss", "sparsity_loss", "identity_loss"):
-        axes[0].plot(logs["step"], logs[key], marker=".", label=key)
-    axes[0].set_yscale("log")
-    axes[0].legend(fontsize=8)
-    axes[0].set_title("losses")
-    axes[1].plot(logs["step"], logs["active_channels"], marker=".")
-    axes[1].axhline(result.summary["target_width"], color="grey", ls="--", label="target")
-    axes[1].legend(fontsize=8)
-    axes[1].set_title("active channels")
-    for ax in axes:
-        ax.set_xlabel("step")
-    fig.tight_layout()
+    fig = plot_training_log(result.log_history, result.summary["target_width"])
     fig.savefig(OUT / "training_curves.png", dpi=100)
     plt.show()
     """),
@@ -1195,6 +1165,7 @@ NB05 = [
 
     from pat_lite import get_pat
     from pat_lite.mc import multiple_choice_accuracy
+    from pat_lite.plots import training_log_rows
     from pat_lite.toyworld import load_toy_eval
     from pat_lite.train import load_train_config, train
 
@@ -1232,10 +1203,9 @@ NB05 = [
             "pat.pruning_ratio": ratio, "pat.hio_rank": rank, **extra,
         }
         start = time.time()
-        # JSON-quote the values: a bare YAML `off` would be read as False
         result = train(load_train_config(train_config, [f"{k}={json.dumps(v)}" for k, v in overrides.items()]))
         acc = multiple_choice_accuracy(result.merged, result.tokenizer, items)
-        logs = pd.DataFrame([h for h in result.log_history if "loss" in h and "step" in h])
+        logs = pd.DataFrame(training_log_rows(result.log_history))
         curves[name] = logs
         pat = get_pat(result.model)
         records.append({

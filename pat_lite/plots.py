@@ -1,0 +1,45 @@
+"""Plots of a training run's log (what notebooks 02 and 03 show after `train`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def training_log_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-logging-step entries of `TrainResult.log_history` (not the final summary line)."""
+    return [entry for entry in log_history if "loss" in entry and "step" in entry]
+
+
+def plot_training_log(log_history: list[dict[str, Any]], target_width: int | None = None):  # noqa: ANN201
+    """Three panels: every loss term (log scale), active channels against the target, and the gate
+    schedule τ (log scale) with β. Returns the matplotlib Figure; a plain LoRA log fills the first only."""
+    import matplotlib.pyplot as plt
+
+    rows = training_log_rows(log_history)
+    steps = [row["step"] for row in rows]
+
+    def series(key: str) -> list[float] | None:
+        return [row[key] for row in rows] if rows and all(key in row for row in rows) else None
+
+    fig, (losses, channels, schedule) = plt.subplots(1, 3, figsize=(15, 3.6))
+    for key in ("loss", "lm_loss", "sparsity_loss", "identity_loss"):
+        if (values := series(key)) is not None:
+            losses.plot(steps, values, marker=".", label=key)
+    losses.set_yscale("log")
+    losses.set_title("losses")
+    losses.legend(fontsize=8)
+    if (active := series("active_channels")) is not None:
+        channels.plot(steps, active, marker=".")
+        if target_width is not None:
+            channels.axhline(target_width, color="grey", ls="--", label=f"target {target_width}")
+            channels.legend(fontsize=8)
+    channels.set_title("active channels (W_M > 0)")
+    if (tau := series("tau")) is not None:
+        schedule.plot(steps, tau, label="tau")
+        schedule.set_yscale("log")
+        schedule.twinx().plot(steps, series("beta"), color="tab:orange", label="beta")
+    schedule.set_title("gate schedule: tau (log, blue), beta (orange)")
+    for ax in (losses, channels, schedule):
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    return fig
