@@ -87,8 +87,8 @@ NB01 = [
     import torch
 
     from pat_lite import PATConfig, attach_pat, get_pat, merge_pat, pat_losses, set_pat_step
-    from pat_lite.hsm import HSM
-    from pat_lite.mask import (
+    from pat_lite.core.hsm import HSM
+    from pat_lite.core.mask import (
         GlobalMask,
         StraightThroughStep,
         gate,
@@ -481,7 +481,7 @@ NB02 = [
     runs the same steps on the embedded tiny model (`configs/tiny.yaml`, hidden size 128 → 96), which is
     pre-trained on a small invented world so that pruning has something to lose.
 
-    Loss being minimised (PAT_METHOD.md §5):
+    Loss being minimised (docs/method.md §5):
     $\mathcal{L} = \mathcal{L}_\text{instruction} + \mathcal{L}_\text{sparse} + \mathcal{L}_\text{identity}$,
     where the instruction loss counts response tokens only.
     """),
@@ -509,10 +509,10 @@ NB02 = [
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     from pat_lite import get_pat
-    from pat_lite.data import format_prompt
-    from pat_lite.models import ModelUnavailableError, load_model_and_tokenizer
-    from pat_lite.plots import plot_training_log, training_log_rows
-    from pat_lite.train import load_train_config, train
+    from pat_lite.data.instructions import format_prompt
+    from pat_lite.models.loading import ModelUnavailableError, load_model_and_tokenizer
+    from pat_lite.study.plots import plot_training_log, training_log_rows
+    from pat_lite.training.trainer import load_train_config, train
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print("torch", torch.__version__, "| device:", device)
@@ -543,7 +543,7 @@ NB02 = [
     code("""
     if prompt is None:
         if model_used == "tiny":
-            from pat_lite.toyworld import load_toy_instructions
+            from pat_lite.data.toyworld import load_toy_instructions
 
             prompt = next(r["instruction"] for r in load_toy_instructions() if "\\n" not in r["instruction"])
         else:
@@ -566,7 +566,7 @@ NB02 = [
     md(r"""
     ## Training
 
-    `pat_lite.train.train` runs the Hugging Face `Trainer` with peft LoRA on every linear layer and PAT
+    `pat_lite.training.trainer.train` runs the Hugging Face `Trainer` with peft LoRA on every linear layer and PAT
     attached. A small callback copies the mask proxies $W_M$ after every optimizer step so that we can draw
     their histogram over time; the checkpoints hold them too (`pat_state.safetensors`).
     """),
@@ -706,9 +706,9 @@ NB02 = [
     """),
     code("""
     if model_used == "tiny":  # the toy world's held-out facts: what pruning could have cost
-        from pat_lite.mc import multiple_choice_accuracy
-        from pat_lite.tinybase import load_tiny_base
-        from pat_lite.toyworld import load_toy_eval
+        from pat_lite.evaluation.mc import multiple_choice_accuracy
+        from pat_lite.models.tinybase import load_tiny_base
+        from pat_lite.data.toyworld import load_toy_eval
 
         items = load_toy_eval()
         dense_model, dense_tok = load_tiny_base()
@@ -729,7 +729,7 @@ NB03 = [
     md(r"""
     # 03 — The paper's recipe: Llama-2-7B at 25 % on one A100
 
-    This notebook runs PAT exactly as the paper trained Llama-2-7B (PAT_METHOD.md §7), sized for **one
+    This notebook runs PAT exactly as the paper trained Llama-2-7B (docs/method.md §7), sized for **one
     A100-80GB** instead of eight GPUs: the global batch of 128 comes from 8 sequences × 16 accumulation steps.
     The hidden size goes from 4096 to **3072**; attention and FFN widths stay.
 
@@ -766,10 +766,11 @@ NB03 = [
     import yaml
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pat_lite.data import DatasetUnavailableError, format_prompt
-    from pat_lite.models import ModelUnavailableError
-    from pat_lite.plots import plot_training_log
-    from pat_lite.train import CONFIG_DIR, load_train_config, train
+    from pat_lite.data.instructions import DatasetUnavailableError, format_prompt
+    from pat_lite.models.loading import ModelUnavailableError
+    from pat_lite.study.plots import plot_training_log
+    from pat_lite.resources import configs_dir
+    from pat_lite.training.trainer import load_train_config, train
     """),
     md("""
     ## Hardware check
@@ -790,7 +791,7 @@ NB03 = [
     for key, value in hardware.items():
         print(f"{key:>18}: {value}")
 
-    recipe_file = CONFIG_DIR / f"{config_name}.yaml"
+    recipe_file = configs_dir() / f"{config_name}.yaml"
     expected = yaml.safe_load(recipe_file.read_text()).get("expected", {})
     print(f"\\nexpected for {recipe_file.name}: time {expected.get('time')}, memory {expected.get('memory')}")
     gpu_ok = torch.cuda.is_available() and gpu_memory >= min_gpu_memory_gib
@@ -937,7 +938,7 @@ NB04 = [
     scorings = ["loglik", "paper"]
     limit = None  # documents per task (None: all)
     eval_batch_size = 16
-    bench_model = "tinyllama"  # preset of pat_lite.bench.PRESETS, or a dict of LlamaConfig fields
+    bench_model = "tinyllama"  # preset of pat_lite.bench.common.PRESETS, or a dict of LlamaConfig fields
     bench_num_layers = 4  # shorten the benchmark model (None: all layers)
     bench_batch_sizes = [1, 4, 16]
     bench_dtypes = ["float32"]
@@ -956,15 +957,15 @@ NB04 = [
     import pandas as pd
     from IPython.display import Image, Markdown, display
 
-    from pat_lite.evaluation import (
+    from pat_lite.evaluation.lmeval import (
         EvaluationDataUnavailable,
         check_datasets_available,
         evaluate,
         resolve_tasks,
         to_markdown,
     )
-    from pat_lite.paper_tasks import PAPER_REPORTED_AVERAGES
-    from pat_lite.train import load_train_config, train
+    from pat_lite.evaluation.paper_tasks import PAPER_REPORTED_AVERAGES
+    from pat_lite.training.trainer import load_train_config, train
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)  # keep lm-eval's per-task notices out of the output
     """),
@@ -976,7 +977,7 @@ NB04 = [
     """),
     code("""
     if base_model == "tiny":
-        from pat_lite.tinybase import build_tiny_base
+        from pat_lite.models.tinybase import build_tiny_base
 
         dense_dir = str(build_tiny_base())
     else:
@@ -1084,14 +1085,15 @@ NB04 = [
 
     A narrower model does less work: nearly every matrix multiplication has $d$ on one side, so prefill FLOPs
     and the bytes read per decoded token shrink by almost $d/d' = 1.33$ at 25 %. The paper measured **1.33×**
-    faster time to first token (128-token context) for the pruned Llama-2 models. `pat_lite.bench` times a
+    faster time to first token (128-token context) for the pruned Llama-2 models. `pat_lite.bench.inference` times a
     dense model against its narrower version with random weights (speed does not depend on the values) and
     prints the ideal speedup next to the measured one.
     """),
     code("""
     from transformers import LlamaConfig
 
-    from pat_lite.bench import format_summary, ideal_speedup, plot_benchmark, resolve_config, run_benchmark, write_csv
+    from pat_lite.bench.common import resolve_config, write_csv
+    from pat_lite.bench.inference import COLUMNS, format_summary, ideal_speedup, plot_benchmark, run_benchmark
 
     bench_config = LlamaConfig(**bench_model) if isinstance(bench_model, dict) else bench_model
     rows = run_benchmark(
@@ -1100,7 +1102,7 @@ NB04 = [
         alignment=64 if not isinstance(bench_model, dict) else None, compare_unaligned=False,
     )
     print(format_summary(rows))
-    csv_path = write_csv(rows, OUT / "bench.csv")
+    csv_path = write_csv(rows, OUT / "bench.csv", COLUMNS)
     png_path = plot_benchmark(rows, OUT / "bench.png")
     display(Image(filename=str(png_path)))
     """),
@@ -1143,7 +1145,7 @@ NB05 = [
 
     We run the same ablations on the embedded tiny model (hidden 128, pre-trained on an invented world), plus two
     knobs the paper fixes: the **pruning ratio** and the **HIO rank** $r$. Accuracy is the log-likelihood
-    multiple-choice score on the held-out toy facts (the fast scorer `pat_lite.mc`; notebook 04 uses lm-eval).
+    multiple-choice score on the held-out toy facts (the fast scorer `pat_lite.evaluation.mc`; notebook 04 uses lm-eval).
     """),
     params("""
     base_model = "tiny"
@@ -1164,10 +1166,10 @@ NB05 = [
     import pandas as pd
 
     from pat_lite import get_pat
-    from pat_lite.mc import multiple_choice_accuracy
-    from pat_lite.plots import training_log_rows
-    from pat_lite.toyworld import load_toy_eval
-    from pat_lite.train import load_train_config, train
+    from pat_lite.evaluation.mc import multiple_choice_accuracy
+    from pat_lite.study.plots import training_log_rows
+    from pat_lite.data.toyworld import load_toy_eval
+    from pat_lite.training.trainer import load_train_config, train
 
     families = {}
     for item in load_toy_eval():
@@ -1222,7 +1224,7 @@ NB05 = [
     display(runs.round(3))
     """),
     code("""
-    from pat_lite.tinybase import load_tiny_base
+    from pat_lite.models.tinybase import load_tiny_base
 
     dense, dense_tok = load_tiny_base() if base_model == "tiny" else (None, None)
     dense_acc = 100 * multiple_choice_accuracy(dense, dense_tok, items)["accuracy"] if dense is not None else None
@@ -1233,7 +1235,7 @@ NB05 = [
     ## Mask and identity loss: ours beside the paper's Table 2
     """),
     code("""
-    PAPER_TABLE2 = {  # Llama-2-7B, 14-task average (PAT_METHOD.md §9)
+    PAPER_TABLE2 = {  # Llama-2-7B, 14-task average (docs/method.md §9)
         0.25: {"frozen mask": 54.97, "no identity loss": 58.62, "full PAT": 60.02},
         0.3: {"frozen mask": 52.72, "no identity loss": 56.59, "full PAT": 57.81},
     }
@@ -1314,7 +1316,7 @@ NB05 = [
     **Reading the results.** On the tiny model a few hundred steps are enough for every variant to land close to
     the others, and single runs are noisy (a different seed can reorder close variants), so treat small gaps with
     care. The paper's ordering — frozen < no identity < full — is what to look for; the toy world is small
-    (PAT_METHOD.md §10 explains why a simple prune-then-tune can recover most of it).
+    (docs/method.md §10 explains why a simple prune-then-tune can recover most of it).
     """),
 ]
 

@@ -3,8 +3,8 @@
 from pat_lite import PATConfig, attach_pat, set_pat_step, pat_losses, merge_pat
 """
 
-from .arch import SUPPORTED_ARCHITECTURES, UnsupportedArchitectureError
-from .attach import (
+from pat_lite.core.arch import SUPPORTED_ARCHITECTURES, UnsupportedArchitectureError
+from pat_lite.core.attach import (
     PATModule,
     attach_pat,
     detach_pat,
@@ -14,8 +14,8 @@ from .attach import (
     pat_parameters,
     set_pat_step,
 )
-from .config import PATConfig
-from .merge import merge_pat
+from pat_lite.core.config import PATConfig
+from pat_lite.core.merge import merge_pat
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",

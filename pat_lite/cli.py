@@ -9,11 +9,14 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bench, demo, evaluation, train
+    from pat_lite.bench import inference, training_cost
+    from pat_lite.evaluation import lmeval
+    from pat_lite.study import demo
+    from pat_lite.training import trainer
 
     parser = argparse.ArgumentParser(prog="pat-lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (train, demo, evaluation, bench):
+    for module in (trainer, demo, lmeval, inference, training_cost):
         module.register_cli(sub)
     return parser
 

@@ -7,8 +7,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +29,6 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def tiny_base_path():
     """The embedded tiny base (built once, a few minutes, then cached)."""
-    from pat_lite.tinybase import build_tiny_base
+    from pat_lite.models.tinybase import build_tiny_base
 
     return build_tiny_base(progress=False)

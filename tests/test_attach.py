@@ -14,7 +14,7 @@ from pat_lite import (
     pat_losses,
     set_pat_step,
 )
-from pat_lite.hsm import HSM
+from pat_lite.core.hsm import HSM
 
 
 @pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
@@ -115,7 +115,7 @@ def llama(hidden=64, heads=4):
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0, -0.1, 1.5])
 def test_ratio_outside_zero_one_is_refused(ratio):
-    with pytest.raises(ValueError, match=r"pruning_ratio must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"pruning ratio must be in \(0, 1\)"):
         PATConfig(pruning_ratio=ratio)
 
 

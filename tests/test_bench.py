@@ -1,4 +1,4 @@
-"""pat_lite.bench: ideal-speedup arithmetic, width choice, CSV/plot output, clear errors (no timing)."""
+"""pat_lite.bench.inference: ideal-speedup arithmetic, width choice, CSV/plot, clear errors (no timing)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import csv
 import pytest
 from transformers import LlamaConfig
 
-from pat_lite import bench
-from pat_lite.arch import width_for_ratio
+import pat_lite.bench.common as bench_common
+import pat_lite.bench.inference as bench
+from pat_lite.core.arch import width_for_ratio
 
 
 def _tiny(**kw) -> LlamaConfig:
@@ -40,7 +41,7 @@ def test_ideal_speedup_hand_computed():
 
 
 def test_ideal_speedup_real_shapes_below_width_ratio():
-    config = bench.resolve_config("llama2-7b")
+    config = bench_common.resolve_config("llama2-7b")
     ideal = bench.ideal_speedup(config, 3072, context=128, batch_size=1, decode_tokens=16)
     # every matmul scales with d; attention core and KV cache keep both ratios a bit under 4096/3072
     assert 1.30 < ideal["prefill"] < 4096 / 3072
@@ -48,14 +49,14 @@ def test_ideal_speedup_real_shapes_below_width_ratio():
 
 
 def test_aligned_width_choice_and_unaligned_neighbours():
-    config = bench.resolve_config("tinyllama")
+    config = bench_common.resolve_config("tinyllama")
     assert (config.hidden_size, config.num_hidden_layers, config.num_key_value_heads) == (2048, 22, 4)
     assert width_for_ratio(config, 0.25, 64) == 1536
     assert bench.unaligned_widths(config, 1536, 64) == [1504, 1568]
     assert bench.unaligned_widths(config, 1536, None) == []
-    assert width_for_ratio(bench.resolve_config("llama2-13b"), 0.25, 64) == 3840
-    assert width_for_ratio(bench.resolve_config("gemma-2b"), 0.25, 64) == 1536
-    assert bench.resolve_config("tinyllama", num_layers=3).num_hidden_layers == 3
+    assert width_for_ratio(bench_common.resolve_config("llama2-13b"), 0.25, 64) == 3840
+    assert width_for_ratio(bench_common.resolve_config("gemma-2b"), 0.25, 64) == 1536
+    assert bench_common.resolve_config("tinyllama", num_layers=3).num_hidden_layers == 3
 
 
 def test_tiny_run_writes_csv_and_plot(tmp_path):
@@ -65,7 +66,7 @@ def test_tiny_run_writes_csv_and_plot(tmp_path):
     )  # fmt: skip
     assert [(r["variant"], r["width"]) for r in rows] == [("dense", 64), ("pruned", 48), ("unaligned", 44),
                                                          ("unaligned", 52)]  # fmt: skip
-    path = bench.write_csv(rows, tmp_path / "bench.csv")
+    path = bench_common.write_csv(rows, tmp_path / "bench.csv", bench.COLUMNS)
     with path.open() as fh:
         reader = csv.DictReader(fh)
         assert reader.fieldnames == bench.COLUMNS
@@ -102,21 +103,21 @@ def test_cli_registers_bench_and_runs(tmp_path, capsys):
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0, -0.1, 1.5])
 def test_bad_ratio(ratio):
-    with pytest.raises(bench.BenchConfigError, match=r"ratio must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"ratio must be in \(0, 1\)"):
         bench.run_benchmark(_tiny(), ratio, verbose=False)
 
 
 def test_unknown_preset_or_offline_hub_name():
-    with pytest.raises(bench.BenchConfigError, match="not a preset .*tinyllama.*offline"):
-        bench.resolve_config("no-such-preset")
-    with pytest.raises(bench.BenchConfigError, match="Hugging Face hub"):
-        bench.resolve_config("meta-llama/Llama-2-7b-hf-not-cached")
+    with pytest.raises(bench_common.BenchConfigError, match="not a preset .*tinyllama.*offline"):
+        bench_common.resolve_config("no-such-preset")
+    with pytest.raises(bench_common.BenchConfigError, match="Hugging Face hub"):
+        bench_common.resolve_config("meta-llama/Llama-2-7b-hf-not-cached")
 
 
 def test_bad_width_and_dtype():
     with pytest.raises(ValueError, match="multiple of num_attention_heads"):
         bench.run_benchmark(_tiny(), width=50, verbose=False)
-    with pytest.raises(bench.BenchConfigError, match="unknown dtype"):
+    with pytest.raises(bench_common.BenchConfigError, match="unknown dtype"):
         bench.run_benchmark(_tiny(), dtypes=["float8"], verbose=False)
 
 
@@ -131,7 +132,7 @@ def test_cli_reports_bad_input_as_usage_error(capsys):
 
 
 def test_train_benchmark_tiny_run(tmp_path):
-    from pat_lite import bench_train
+    import pat_lite.bench.training_cost as bench_train
 
     rows = bench_train.run_train_benchmark(
         _tiny(), num_layers=None, batch_size=1, seq_len=8, steps=1, warmup=0, lora_r=2, memory=False,
@@ -141,26 +142,28 @@ def test_train_benchmark_tiny_run(tmp_path):
     assert (lora["method"], pat["method"]) == ("lora", "pat")
     assert pat["trainable_params"] > lora["trainable_params"]  # HSMs + mask proxies on top of LoRA
     assert lora["step_time_ratio"] == 1.0 and pat["step_time_ratio"] > 0 and pat["width"] == 48
-    path = bench_train.write_train_csv(rows, tmp_path / "bench_train.csv")
+    path = bench_common.write_csv(rows, tmp_path / "bench_train.csv", bench_train.TRAIN_COLUMNS)
     assert path.read_text().splitlines()[0].split(",") == bench_train.TRAIN_COLUMNS
     assert "pat" in bench_train.format_train_summary(rows)
 
 
 def test_bench_train_cli_registered():
-    parser = argparse.ArgumentParser(prog="pat-lite")
-    bench.register_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench-train", "--num-layers", "2", "--ratio", "0.25"])
+    from pat_lite.cli import build_parser
+
+    args = build_parser().parse_args(["bench-train", "--num-layers", "2", "--ratio", "0.25"])
     assert callable(args.handler) and args.num_layers == 2
 
 
 def test_yaml_presets_use_known_options():
-    import pathlib
 
     import yaml
 
-    files = sorted(pathlib.Path(__file__).resolve().parent.parent.glob("configs/bench/*.yaml"))
+    from pat_lite.resources import configs_dir
+
+    files = sorted(configs_dir().glob("bench/*.yaml"))
+    assert files
     assert files
     for path in files:
         options = yaml.safe_load(path.read_text())
         assert set(options) <= set(bench._DEFAULTS), path
-        bench.resolve_config(options["config"])
+        bench_common.resolve_config(options["config"])

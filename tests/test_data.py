@@ -1,4 +1,4 @@
-"""Instruction data: the Alpaca template, response-only labels, padding, LaMini loading (PAT_METHOD.md §7)."""
+"""Instruction data: the Alpaca template, response-only labels, padding, LaMini (docs/method.md §7)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import logging
 import pytest
 import torch
 
-from pat_lite import data, toyworld
-from pat_lite.tinybase import tokenizer_training_text, train_tokenizer
+import pat_lite.data.instructions as data
+from pat_lite.data import toyworld
+from pat_lite.models.tinybase import tokenizer_training_text, train_tokenizer
 
 INSTRUCTION = "Where does Brabam Dagi live?"
 RESPONSE = "Brabam Dagi lives in Veldra."
@@ -72,7 +73,7 @@ def test_build_sft_dataset_drops_unsupervised(tokenizer, caplog):
             {"instruction": "Say hi.", "response": "hi"},
         ]
     )
-    with caplog.at_level(logging.WARNING, logger="pat_lite.data"):
+    with caplog.at_level(logging.WARNING, logger="pat_lite.data.instructions"):
         out = data.build_sft_dataset(ds, tokenizer, max_length=64)
     assert len(out) == 2
     assert set(out.column_names) == {"input_ids", "attention_mask", "labels"}

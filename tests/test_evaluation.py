@@ -1,4 +1,4 @@
-"""lm-eval evaluation (PAT_METHOD.md §9): toy + hub-schema fixtures, both scorings, offline error, CLI parity.
+"""lm-eval evaluation (docs/method.md §9): toy + hub-schema fixtures, both scorings, offline, CLI.
 
 Models are tiny random Llamas with a word-level tokenizer built here; "biased" variants add a large constant
 to chosen logits (a forward hook on lm_head), so the expected accuracies can be counted by hand.
@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pat_lite import cli, evaluation, paper_tasks
-from pat_lite.paper_tasks import INVALID, PAPER14, first_valid_letter, paper_prompt
+import pat_lite.evaluation.lmeval as evaluation
+from pat_lite import cli
+from pat_lite.data.prompts import lettered_question
+from pat_lite.evaluation import paper_tasks
+from pat_lite.evaluation.paper_tasks import INVALID, PAPER14, first_valid_letter, paper_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -143,13 +146,10 @@ def test_paper_prompt_is_the_spec_alpaca_template_and_the_tuning_format():
         "request.\n\n### Instruction:\nWhere does Alba Korin live?\nA. Veldra\nB. Ostrin\nAnswer with the "
         "letter.\n\n### Response:\n"
     )
-    data = pytest.importorskip("pat_lite.data")
-    toyworld = pytest.importorskip("pat_lite.toyworld")
+    data = pytest.importorskip("pat_lite.data.instructions")
     question, choices = "What pet does X own?", ["cat", "dog", "goat", "horse"]
     # the lettered toy instructions the model is tuned on, in the training prompt → same text
-    assert paper_prompt(question, choices) == data.format_prompt(
-        toyworld.format_mc_question(question, choices)
-    )
+    assert paper_prompt(question, choices) == data.format_prompt(lettered_question(question, choices))
 
 
 @pytest.mark.parametrize("task", PAPER14, ids=[t.label for t in PAPER14])
@@ -212,7 +212,7 @@ def test_markdown_for_paper14_shows_the_reported_averages(tmp_path):
 
 # ------------------------------------------------------------------------------------- toy sets, lm-eval
 def test_toy_loglik_equals_the_plain_torch_scorer(model, tokenizer):
-    mc = pytest.importorskip("pat_lite.mc")
+    mc = pytest.importorskip("pat_lite.evaluation.mc")
     res = evaluation.evaluate(model, tokenizer, tasks="toy", toy_dir=TOY_FIXTURES, log_samples=True)
     assert res["task_set"] == "toy" and list(res["tasks"]) == ["toy_city", "toy_pet"]
     for fam in ("city", "pet"):
@@ -327,7 +327,7 @@ def test_offline_paper14_is_one_error_before_any_model_work():
 
         datasets.load_dataset_builder("allenai/ai2_arc", "ARC-Easy")
         pytest.skip("the hub datasets are cached here")
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     for scoring in ("paper", "loglik"):
         # a model path that does not exist: the data error must come first
@@ -348,17 +348,19 @@ def test_committed_toy_yamls_match_data_toy(tmp_path):
         pytest.skip("data/toy not generated yet")
     written = paper_tasks.write_toy_task_yamls(toy_dir=real, tasks_dir=tmp_path)
     committed = sorted(paper_tasks.TASKS_DIR.glob("toy_*.yaml"))
-    assert [p.name for p in written] == [p.name for p in committed], "run: python -m pat_lite.paper_tasks"
+    assert [p.name for p in written] == [p.name for p in committed], (
+        "run: python -m pat_lite.evaluation.paper_tasks"
+    )
     assert all(a.read_text() == b.read_text() for a, b in zip(written, committed, strict=True))
 
 
 @pytest.fixture(scope="module")
 def merged_checkpoint(model, tokenizer, tmp_path_factory):
-    """A PAT-merged (hidden 64 → 48) dense checkpoint if pat_lite.merge is there, else the plain model."""
+    """A PAT-merged (hidden 64 → 48) dense checkpoint."""
     try:
-        from pat_lite.attach import attach_pat
-        from pat_lite.config import PATConfig
-        from pat_lite.merge import merge_pat
+        from pat_lite.core.attach import attach_pat
+        from pat_lite.core.config import PATConfig
+        from pat_lite.core.merge import merge_pat
 
         base = _tiny_llama(len(tokenizer), seed=1)
         merged = merge_pat(attach_pat(base, PATConfig(target_width=48)).eval())

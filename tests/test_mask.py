@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pat_lite.mask import (
+from pat_lite.core.mask import (
     GlobalMask,
     StraightThroughStep,
     frozen_gate,

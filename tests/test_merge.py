@@ -9,7 +9,7 @@ from tiny_models import TINY_CONFIGS, tiny_model, token_batch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from pat_lite import PATConfig, attach_pat, get_pat, merge_pat
-from pat_lite.arch import head_dim
+from pat_lite.core.arch import head_dim
 
 TOLERANCE = 1e-4  # fp32, max abs logit difference
 

@@ -98,7 +98,7 @@ def test_smoke_parameters_exist_in_the_notebooks():
 @pytest.fixture(scope="module")
 def tiny_base():
     """Build (or reuse) the embedded tiny base once, before any notebook needs it."""
-    from pat_lite.tinybase import build_tiny_base
+    from pat_lite.models.tinybase import build_tiny_base
 
     return build_tiny_base(progress=False)
 

@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
-from pat_lite import tinybase, toyworld
-from pat_lite.mc import chance_accuracy, multiple_choice_accuracy
+from pat_lite.data import toyworld
+from pat_lite.evaluation.mc import chance_accuracy, multiple_choice_accuracy
+from pat_lite.models import tinybase
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from pat_lite import toyworld
-from pat_lite.toyworld import FAMILIES, LETTERS
+from pat_lite.data import toyworld
+from pat_lite.data.prompts import lettered_question
+from pat_lite.data.toyworld import FAMILIES, LETTERS
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_committed_files_equal_regenerated(tmp_path):
     assert names == sorted(["README.md", "instructions.jsonl"] + [f"eval_{f}.jsonl" for f in FAMILIES])
     for name in names:
         assert (committed / name).read_bytes() == (tmp_path / name).read_bytes(), (
-            f"data/toy/{name} is stale: run `python -m pat_lite.toyworld`"
+            f"data/toy/{name} is stale: run `python -m pat_lite.data.toyworld`"
         )
 
 
@@ -119,6 +120,6 @@ def test_load_toy_eval_all_and_unknown():
 
 
 def test_mc_question_format():
-    q = toyworld.format_mc_question("Where does X live?", ["a", "b", "c", "d"])
+    q = lettered_question("Where does X live?", ["a", "b", "c", "d"])
     assert q == "Where does X live?\nA. a\nB. b\nC. c\nD. d\nAnswer with the letter."
     assert re.search(r"^D\. d$", q, re.M)

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 from tiny_models import tiny_checkpoint, write_instruction_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from pat_lite.mask import gate_offset, gate_temperature
-from pat_lite.train import PAT_STATE, last_complete_checkpoint, load_train_config, train
+from pat_lite.core.mask import gate_offset, gate_temperature
+from pat_lite.training.trainer import PAT_STATE, last_complete_checkpoint, load_train_config, train
 
 S0 = 6
 

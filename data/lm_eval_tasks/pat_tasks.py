@@ -1,6 +1,6 @@
 """lm-eval hook shim for the YAMLs in this folder (``!function pat_tasks.<name>``).
 
-The logic lives in ``pat_lite/paper_tasks.py`` (PAT_METHOD.md §9); this file only makes it importable when
+The logic lives in ``pat_lite/paper_tasks.py`` (docs/method.md §9); this file only makes it importable when
 lm-eval loads these YAMLs from any working directory — through the installed package, or, if pat_lite is
 not installed, from the repository this folder belongs to (``data/lm_eval_tasks`` → repository root).
 """
@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 try:
-    import pat_lite.paper_tasks as _impl
+    import pat_lite.evaluation.paper_tasks as _impl
 except ImportError:  # not installed: use the repository this file sits in
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    import pat_lite.paper_tasks as _impl
+    import pat_lite.evaluation.paper_tasks as _impl
 
 first_letter_filter = _impl.first_letter_filter
 load_toy = _impl.load_toy

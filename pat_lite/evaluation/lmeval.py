@@ -1,4 +1,4 @@
-"""Evaluate an in-memory model or a saved checkpoint with lm-evaluation-harness (PAT_METHOD.md §9).
+"""Evaluate an in-memory model or a saved checkpoint with lm-evaluation-harness (docs/method.md §9).
 
 Two task sets and two scorings, all run through lm-eval:
 
@@ -30,9 +30,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import paper_tasks
-from .atomic import atomic_write_text
-from .paper_tasks import PAPER14, PAPER_REPORTED_AVERAGES, TASKS_DIR
+from pat_lite.evaluation import paper_tasks
+from pat_lite.evaluation.paper_tasks import PAPER14, PAPER_REPORTED_AVERAGES, TASKS_DIR
+from pat_lite.utils.atomic import atomic_write_text
 
 __all__ = [
     "EvaluationDataUnavailable",
@@ -88,7 +88,8 @@ def _toy_refs(scoring: str, toy_dir: str | os.PathLike | None) -> list[TaskRef]:
     families = paper_tasks.toy_families(root)
     if not families:
         raise FileNotFoundError(
-            f"no toy eval sets (eval_<family>.jsonl) in {root}; generate them: python -m pat_lite.toyworld"
+            f"no toy eval sets (eval_<family>.jsonl) in {root}; "
+            "generate them: python -m pat_lite.data.toyworld"
         )
     template = _template("_toy_loglik_template_yaml" if scoring == "loglik" else "_toy_paper_template_yaml")
     refs = []
@@ -186,7 +187,7 @@ def check_datasets_available(refs: list[TaskRef], tm: Any = None) -> None:
                 try:
                     datasets.load_dataset_builder(path, name, **kwargs)
                     checked[path, name] = True
-                except Exception as err:  # noqa: BLE001 - any failure means "not loadable here"
+                except Exception as err:  # any failure means "not loadable here"
                     log.debug("dataset %s/%s unavailable: %s", path, name, err)
                     checked[path, name] = False
             if not checked[path, name]:
@@ -373,7 +374,7 @@ def to_markdown(results: dict[str, Any]) -> str:
     lines.append(f"| **average** ({results['n_tasks']} tasks) | | | **{avg_text}** | |")
     if results["task_set"] == "paper14":
         note = "" if scoring == "paper" else " — not comparable: the paper scores by generated letter"
-        lines += ["", f"Paper's reported 14-task averages (%, PAT_METHOD.md §9){note}:", ""]
+        lines += ["", f"Paper's reported 14-task averages (%, docs/method.md §9){note}:", ""]
         methods = list(next(iter(PAPER_REPORTED_AVERAGES.values())))
         lines.append("| model | " + " | ".join(methods) + " |")
         lines.append("|---|" + "---:|" * len(methods))

@@ -1,4 +1,4 @@
-"""Attach PAT to a stock `transformers` causal LM, and the loss terms it adds (PAT_METHOD.md §3-§5).
+"""Attach PAT to a stock `transformers` causal LM, and the loss terms it adds (docs/method.md §3-§5).
 
 How it is attached (and why this way):
 - All PAT state lives in one new submodule, `model.pat` (a `PATModule`): the global mask and the
@@ -21,10 +21,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from .arch import arch_spec
-from .config import PATConfig
-from .hsm import HSM
-from .mask import GlobalMask, gate_offset, gate_temperature, sparsity_loss
+from pat_lite.core.arch import arch_spec
+from pat_lite.core.config import PATConfig
+from pat_lite.core.hsm import HSM
+from pat_lite.core.mask import GlobalMask, gate_offset, gate_temperature, sparsity_loss
 
 
 class PATModule(nn.Module):
@@ -166,7 +166,7 @@ def pat_losses(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def pat_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """PAT's trainable parameters by group: `mask` (W_M) and `hsm` (L0, L1, s, v). Trainers give the
-    mask its own learning rate (PAT_METHOD.md §10)."""
+    mask its own learning rate (docs/method.md §10)."""
     pat = get_pat(model)
     mask = [p for p in pat.mask.parameters()]
     return {"mask": mask, "hsm": [p for p in pat.hsms.parameters()]}

@@ -1,6 +1,6 @@
 """A small, fast log-likelihood multiple-choice scorer (no lm-eval).
 
-Used by the tiny-base quality gates (``pat_lite.tinybase``) and the demo, and as a cross-check for the
+Used by the tiny-base quality gates (``pat_lite.models.tinybase``) and the demo, and as a cross-check for the
 lm-eval path. Scoring follows lm-eval's ``multiple_choice`` convention: the score of a choice is the sum of
 the log-probabilities of the tokens of ``" " + choice`` given ``context`` (with BOS if the tokenizer adds
 one), and the prediction is the arg-max. Context and continuation are tokenized separately and their ids
@@ -74,7 +74,7 @@ def choice_logprobs(model, tokenizer, items: Sequence[dict], batch_size: int = 3
 def multiple_choice_accuracy(model, tokenizer, items: Sequence[dict], batch_size: int = 32) -> dict:
     """Accuracy of arg-max log-likelihood choice: ``{"accuracy", "n", "per_family": {family: acc}}``.
 
-    Items follow ``pat_lite.toyworld.eval_items``: ``context``, ``choices`` (no leading space) and
+    Items follow ``pat_lite.data.toyworld.eval_items``: ``context``, ``choices`` (no leading space) and
     ``answer`` (index); ``family`` is optional (missing → "all").
     """
     if not items:

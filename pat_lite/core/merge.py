@@ -1,4 +1,4 @@
-"""Fold PAT into the weights and slice out a smaller, ordinary dense model (PAT_METHOD.md §8).
+"""Fold PAT into the weights and slice out a smaller, ordinary dense model (docs/method.md §8).
 
 Let K be the kept channels (|K| = d'), a = s ⊙ M the per-channel factor (M ∈ {0, 1}) and D = I + L1·L0:
 
@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from .arch import arch_spec, shrunk_config
-from .attach import PATModule, detach_pat, get_pat
-from .mask import kept_channels
+from pat_lite.core.arch import arch_spec, shrunk_config
+from pat_lite.core.attach import PATModule, detach_pat, get_pat
+from pat_lite.core.mask import kept_channels
 
 _WRITER = re.compile(r"^model\.layers\.(\d+)\.(self_attn\.o_proj|mlp\.down_proj)\.(weight|bias)$")
 _READER = re.compile(r"^(model\.layers\.\d+\.(self_attn\.[qkv]_proj|mlp\.(gate|up)_proj)|lm_head)\.weight$")

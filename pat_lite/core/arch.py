@@ -1,6 +1,6 @@
 """Which models PAT can prune, and what a narrower one looks like.
 
-PAT cuts channels of the residual stream (PAT_METHOD.md §2), which is only exact for models whose every
+PAT cuts channels of the residual stream (docs/method.md §2), which is only exact for models whose every
 residual reader starts with an RMSNorm. The decoder-only families below share one module layout:
 
     model.model.embed_tokens                         writer  (HSM after it)
@@ -24,7 +24,7 @@ from transformers import PretrainedConfig
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """What the merge must know about one model family (PAT_METHOD.md §8, "Architecture notes")."""
+    """What the merge must know about one model family (docs/method.md §8, "Architecture notes")."""
 
     model_type: str
     #: RMSNorm computes x/rms · (1 + w) instead of x/rms · w (Gemma).
@@ -73,6 +73,16 @@ def arch_spec(config: PretrainedConfig) -> ArchSpec:
     raise UnsupportedArchitectureError(
         f"pat_lite cannot prune model_type={model_type!r}: {reason}. Supported: {supported}."
     )
+
+
+def check_ratio(ratio: float) -> float:
+    """Return `ratio` (the fraction of hidden channels to remove) if it lies in (0, 1); else ValueError."""
+    if not 0.0 < float(ratio) < 1.0:
+        raise ValueError(
+            f"pruning ratio must be in (0, 1), got {ratio}; the paper uses 0.2, 0.25 and 0.3 "
+            "(0.25 turns Llama-2-7B's 4096 channels into 3072)"
+        )
+    return float(ratio)
 
 
 def width_multiple(config: PretrainedConfig, alignment: int | None = None) -> int:
@@ -135,7 +145,7 @@ def head_dim(config: PretrainedConfig) -> int:
 
 
 def shrunk_config(config: PretrainedConfig, width: int) -> PretrainedConfig:
-    """A copy of `config` for the merged model with hidden size `width` (PAT_METHOD.md §8, step 4-5).
+    """A copy of `config` for the merged model with hidden size `width` (docs/method.md §8, step 4-5).
 
     - `head_dim` is written explicitly: attention width stays num_heads · head_dim.
     - `rms_norm_eps` is scaled by d/d' so that RMSNorm over the kept channels is exactly the old one.

@@ -1,6 +1,6 @@
 """Instruction-tuning data: the paper's Alpaca template, response-only labels, LaMini loading, the toy set.
 
-PAT_METHOD.md §7: the paper tunes on a random 50 % of LaMini-instruction (seed 42), each example rendered as
+docs/method.md §7: the paper tunes on a random 50 % of LaMini-instruction (seed 42), each example rendered as
 
     {system}\\n\\n### Instruction:\\n{instruction}\\n\\n### Response:\\n{response}</s>
 
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from pat_lite.data.prompts import ALPACA_SYSTEM, format_prompt
+
 __all__ = [
     "ALPACA_SYSTEM",
     "DatasetUnavailableError",
@@ -30,10 +32,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ALPACA_SYSTEM = (
-    "Below is an instruction that describes a task. "
-    "Write a response that appropriately completes the request."
-)
 LAMINI_HUB_ID = "MBZUAI/LaMini-instruction"
 REQUIRED_COLUMNS = ("instruction", "response")
 IGNORE_INDEX = -100
@@ -41,11 +39,6 @@ IGNORE_INDEX = -100
 
 class DatasetUnavailableError(RuntimeError):
     """The instruction data cannot be loaded here (offline and not cached, or a missing local file)."""
-
-
-def format_prompt(instruction: str) -> str:
-    """The Alpaca prompt (everything before the response), exactly as in the paper (§7)."""
-    return f"{ALPACA_SYSTEM}\n\n### Instruction:\n{instruction}\n\n### Response:\n"
 
 
 def tokenize_example(tokenizer, instruction: str, response: str, max_length: int) -> dict | None:
@@ -188,7 +181,7 @@ def load_instruction_data(name_or_path: str, **kw):
     import datasets
 
     if name_or_path == "toy":
-        from pat_lite.toyworld import load_toy_instructions
+        from pat_lite.data.toyworld import load_toy_instructions
 
         records = load_toy_instructions(kw.get("data_dir"))
         return datasets.Dataset.from_list(records)

@@ -1,14 +1,14 @@
 """A tiny Llama-architecture base model pre-trained on the toy world by our own code, built once and cached.
 
-Why: PAT (PAT_METHOD.md) needs a base model that knows something a hidden-size cut can take away. This
+Why: PAT (docs/method.md) needs a base model that knows something a hidden-size cut can take away. This
 module trains one in about three minutes on a 2-core CPU, with no download:
 
 1. a byte-level BPE tokenizer (``tokenizers``) trained on the toy corpus plus the Alpaca template text,
    wrapped as ``transformers.PreTrainedTokenizerFast`` (``<s>`` BOS added to every sequence, ``</s>``,
    ``<pad>``, ``<unk>``);
 2. a ``LlamaForCausalLM`` (RMSNorm, SwiGLU, RoPE, GQA, untied lm_head) pre-trained on
-   :func:`pat_lite.toyworld.pretraining_corpus` with a plain torch loop (AdamW, warm-up + cosine);
-3. quality gates, recorded in ``build_report.json`` (PAT_METHOD.md §10): the model must answer the held-out
+   :func:`pat_lite.data.toyworld.pretraining_corpus` with a plain torch loop (AdamW, warm-up + cosine);
+3. quality gates, recorded in ``build_report.json`` (docs/method.md §10): the model must answer the held-out
    multiple-choice facts well above chance, and a crude 25 % hidden-channel cut *without tuning* must cost
    it clearly — otherwise pruning-aware tuning would have nothing to recover. A failed gate raises.
 
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
-from pat_lite import toyworld
-from pat_lite.atomic import atomic_directory
-from pat_lite.mc import chance_accuracy, multiple_choice_accuracy
+from pat_lite.data import toyworld
+from pat_lite.evaluation.mc import chance_accuracy, multiple_choice_accuracy
+from pat_lite.utils.atomic import atomic_directory
 
 __all__ = [
     "GateError",
@@ -67,7 +67,7 @@ class TinyBaseRecipe:
     """Every knob of the tiny base build. Changing any field changes the cache folder (a rebuild).
 
     ``hidden_size * (1 - cut_ratio)`` must stay a multiple of ``num_attention_heads``: transformers refuses
-    a Llama config otherwise, and PAT's merged model sets hidden_size = d' (PAT_METHOD.md §8).
+    a Llama config otherwise, and PAT's merged model sets hidden_size = d' (docs/method.md §8).
     """
 
     # toy world
@@ -122,7 +122,7 @@ def tokenizer_training_text(world: toyworld.World) -> list[str]:
     The template words, the letters A-D, digits and newlines must be tokens too, or instruction prompts
     would become long byte soups.
     """
-    from pat_lite.data import format_prompt  # local import: data imports toyworld, not tinybase
+    from pat_lite.data.instructions import format_prompt
 
     texts = list(toyworld.pretraining_corpus(world, epochs=1))
     for rec in toyworld.instruction_records(world):
@@ -278,7 +278,7 @@ def crude_hidden_cut(model, ratio: float = 0.25) -> list[int]:
     """Zero the ``ratio`` hidden channels with the smallest writer-weight L2 norm, in place; return them.
 
     The writers of the residual stream are the embedding (column i of E), every o_proj and every down_proj
-    (row i). Zeroing those makes channel i zero everywhere (PAT_METHOD.md §2) — pruning without any tuning,
+    (row i). Zeroing those makes channel i zero everywhere (docs/method.md §2) — pruning without any tuning,
     the baseline that PAT's tuning has to beat. Call it on a copy.
     """
     inner = model.model
@@ -431,7 +431,9 @@ def load_tiny_base(cache_dir: str | os.PathLike | None = None, build: bool = Tru
     path = tiny_base_dir(cache_dir)
     if not is_built(path):
         if not build:
-            raise FileNotFoundError(f"no finished tiny base at {path}; run `python -m pat_lite.tinybase`")
+            raise FileNotFoundError(
+                f"no finished tiny base at {path}; run `python -m pat_lite.models.tinybase`"
+            )
         path = build_tiny_base(cache_dir)
     model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()

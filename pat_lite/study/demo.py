@@ -15,17 +15,17 @@ from typing import Any
 
 import torch
 
-from .mc import multiple_choice_accuracy
-from .toyworld import load_toy_eval
-from .train import load_train_config, train
+from pat_lite.data.toyworld import load_toy_eval
+from pat_lite.evaluation.mc import multiple_choice_accuracy
+from pat_lite.training.trainer import load_train_config, train
 
 
-def _accuracy(model, tokenizer, items) -> dict[str, Any]:  # noqa: ANN001
+def _accuracy(model, tokenizer, items) -> dict[str, Any]:
     model.eval()
     return multiple_choice_accuracy(model, tokenizer, items)
 
 
-def _merge_check(result) -> float:  # noqa: ANN001
+def _merge_check(result) -> float:
     """Max |logit difference| between the tuned PAT model (eval mode, 0/1 mask) and the merged model."""
     ids = result.tokenizer(["Below is an instruction that describes a task."], return_tensors="pt")[
         "input_ids"
@@ -38,7 +38,7 @@ def _merge_check(result) -> float:  # noqa: ANN001
 
 def run_demo(output_dir: str = "artifacts/demo", config: str = "tiny", max_steps: int | None = None) -> dict:
     """Run the whole pipeline; return (and print) the comparison table."""
-    from .tinybase import build_tiny_base, load_tiny_base, read_build_report
+    from pat_lite.models.tinybase import build_tiny_base, load_tiny_base, read_build_report
 
     start = time.time()
     # A 0.9 M-parameter model: one thread beats two on 2 cores (no contention between the threads).
@@ -96,7 +96,7 @@ def run_demo(output_dir: str = "artifacts/demo", config: str = "tiny", max_steps
     return summary
 
 
-def _count(model) -> int:  # noqa: ANN001
+def _count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
@@ -123,13 +123,13 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def register_cli(subparsers) -> None:  # noqa: ANN001
+def register_cli(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="offline end-to-end PAT on the embedded tiny model (CPU)")
     parser.add_argument("--output-dir", default="artifacts/demo")
     parser.add_argument("--config", default="tiny")
     parser.add_argument("--max-steps", type=int, default=None)
 
-    def handler(args) -> None:  # noqa: ANN001
+    def handler(args) -> None:
         run_demo(args.output_dir, args.config, args.max_steps)
 
     parser.set_defaults(handler=handler)

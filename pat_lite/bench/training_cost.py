@@ -1,7 +1,7 @@
 """Training cost of PAT vs plain LoRA on the same model and batch: `pat-lite bench-train`.
 
 Both runs wrap the same random-weight model with the same peft LoRA (all linear layers except lm_head, as
-`pat_lite.train.build_model` does); the PAT run also has the HSMs and the global mask attached
+`pat_lite.training.trainer.build_model` does); the PAT run also has the HSMs and the global mask attached
 (`attach_pat`) and adds `pat_losses(model)["total"]` to the LM loss. One step = forward + backward +
 AdamW step. Reported per method: median step time (both models are timed interleaved, so load from other
 processes hits them alike, and the ratio is the median of paired per-step ratios), trainable parameters and
@@ -11,7 +11,6 @@ peak memory (CPU: peak RSS of a fresh subprocess per method; CUDA: `torch.cuda.m
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
@@ -23,17 +22,19 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig
 
-from pat_lite.bench import (
-    _DTYPES,
+from pat_lite.bench.common import (
+    DTYPES,
     BenchConfigError,
-    _build_model,
-    _peak_rss_mib,
-    _sync,
+    build_random_model,
     in_fresh_process,
+    peak_rss_mib,
     resolve_config,
+    sync,
     worker_inputs,
     worker_output,
+    write_csv,
 )
+from pat_lite.core.arch import check_ratio
 
 METHODS = ("lora", "pat")
 TRAIN_COLUMNS = [
@@ -52,11 +53,11 @@ def build_train_model(
     from peft import LoraConfig
 
     from pat_lite import PATConfig
-    from pat_lite.train import add_adapters
+    from pat_lite.training.trainer import add_adapters
 
     if method not in METHODS:
         raise BenchConfigError(f"method must be one of {METHODS}, got {method!r}")
-    model = _build_model(config, _DTYPES[dtype], device, seed)
+    model = build_random_model(config, DTYPES[dtype], device, seed)
     pat = PATConfig(pruning_ratio=pruning_ratio, hio_rank=hio_rank, milestone_step=100)
     lora = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
     model = add_adapters(model, method, pat, lora)
@@ -98,10 +99,10 @@ def measure_train(
     for step in range(warmup + steps):
         for k in range(len(models)):
             i = (k + step) % len(models)
-            _sync(device)
+            sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
             _train_step(models[i], opts[i], ids, step, methods[i] == "pat")
-            _sync(device)
+            sync(device)
             if step >= warmup:
                 samples[i].append(time.perf_counter() - t0)
                 cpu[i].append(time.process_time() - c0)
@@ -128,14 +129,14 @@ def _memory_pass(config: PretrainedConfig, method: str, **kwargs: Any) -> dict[s
         row = measure_train(config, [method], **kwargs)[0]
         torch.cuda.empty_cache()
         return row
-    return in_fresh_process("pat_lite.bench_train", config, {"method": method, **kwargs})
+    return in_fresh_process("pat_lite.bench.training_cost", config, {"method": method, **kwargs})
 
 
 def _worker(tmp: str) -> None:
     config, spec = worker_inputs(tmp)
     method = spec.pop("method")
     row = measure_train(config, [method], **spec)[0]
-    row["peak_rss_mib"] = _peak_rss_mib()
+    row["peak_rss_mib"] = peak_rss_mib()
     worker_output(tmp, row)
 
 
@@ -146,10 +147,9 @@ def run_train_benchmark(
     memory: bool = True, verbose: bool = True,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """PAT vs LoRA training step time and peak memory; rows (TRAIN_COLUMNS), `*_ratio` = PAT / LoRA."""
-    if not 0.0 < pruning_ratio < 1.0:
-        raise BenchConfigError(f"pruning_ratio must be in (0, 1), got {pruning_ratio}")
-    if dtype not in _DTYPES:
-        raise BenchConfigError(f"unknown dtype {dtype!r}; choose from {', '.join(_DTYPES)}")
+    check_ratio(pruning_ratio)
+    if dtype not in DTYPES:
+        raise BenchConfigError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     config = resolve_config(config_or_name, num_layers)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -191,18 +191,6 @@ def run_train_benchmark(
     return rows
 
 
-def write_train_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Write training-benchmark rows with the TRAIN_COLUMNS header."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=TRAIN_COLUMNS, extrasaction="ignore", restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return path
-
-
 def format_train_summary(rows: Sequence[dict[str, Any]]) -> str:
     """Plain-text table of the training benchmark."""
     lines = [
@@ -224,7 +212,7 @@ def format_train_summary(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the `bench-train` sub-command (called by `pat_lite.bench.register_cli`)."""
+    """Add the `bench-train` sub-command (called by `pat_lite.bench.inference.register_cli`)."""
     p = subparsers.add_parser(
         "bench-train", help="PAT vs LoRA training step time and peak memory",
         description="Forward+backward+AdamW step of the same peft LoRA model with and without PAT (random "
@@ -257,18 +245,14 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         except (BenchConfigError, ValueError) as err:
             p.error(str(err))
         print(format_train_summary(rows))
-        print(f"wrote {write_train_csv(rows, Path(args.out) / 'bench_train.csv')}")
+        print(f"wrote {write_csv(rows, Path(args.out) / 'bench_train.csv', TRAIN_COLUMNS)}")
         return 0
 
     p.set_defaults(handler=handler)
     return p
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--worker"]:
-        _worker(sys.argv[2])
-    else:
-        parser = argparse.ArgumentParser(prog="pat-lite")
-        register_cli(parser.add_subparsers(dest="command", required=True))
-        ns = parser.parse_args(["bench-train", *sys.argv[1:]])
-        sys.exit(ns.handler(ns))
+if __name__ == "__main__":  # the fresh-process memory worker (see common.in_fresh_process)
+    if sys.argv[1:2] != ["--worker"]:
+        sys.exit("run the benchmark with `pat-lite bench-train ...`")
+    _worker(sys.argv[2])

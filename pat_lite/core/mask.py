@@ -1,4 +1,4 @@
-"""The one global channel mask M ∈ R^d shared by every HSM (PAT_METHOD.md §4-§6).
+"""The one global channel mask M ∈ R^d shared by every HSM (docs/method.md §4-§6).
 
 Training-time gate, for step s and milestone s0 (§4):
 

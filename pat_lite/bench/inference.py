@@ -1,6 +1,6 @@
 """Inference speed of a dense model vs its PAT-pruned (narrower) version: `pat-lite bench`.
 
-PAT merges into an ordinary dense model whose hidden size d' < d (PAT_METHOD.md §1, §8); the paper reports
+PAT merges into an ordinary dense model whose hidden size d' < d (docs/method.md §1, §8); the paper reports
 ~1.33x faster time to first token (TTFT, 128-token context) for Llama-2 at 25 % (§9). This module measures
 that on any Hugging Face config with random weights (speed does not depend on the values):
 
@@ -21,72 +21,31 @@ too (`compare_unaligned`) to show what an unaligned width costs.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, GemmaConfig, LlamaConfig, PretrainedConfig
+from transformers import PretrainedConfig
 
-from pat_lite.arch import check_width, head_dim, shrunk_config, width_for_ratio
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "tinyllama": dict(
-        cls="llama",
-        hidden_size=2048,
-        num_hidden_layers=22,
-        num_attention_heads=32,
-        num_key_value_heads=4,
-        intermediate_size=5632,
-        vocab_size=32000,
-        max_position_embeddings=2048,
-        rms_norm_eps=1e-5,
-    ),
-    "llama2-7b": dict(
-        cls="llama",
-        hidden_size=4096,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        intermediate_size=11008,
-        vocab_size=32000,
-        max_position_embeddings=4096,
-        rms_norm_eps=1e-5,
-    ),
-    "llama2-13b": dict(
-        cls="llama",
-        hidden_size=5120,
-        num_hidden_layers=40,
-        num_attention_heads=40,
-        num_key_value_heads=40,
-        intermediate_size=13824,
-        vocab_size=32000,
-        max_position_embeddings=4096,
-        rms_norm_eps=1e-5,
-    ),
-    "gemma-2b": dict(
-        cls="gemma",
-        hidden_size=2048,
-        num_hidden_layers=18,
-        num_attention_heads=8,
-        num_key_value_heads=1,
-        head_dim=256,
-        intermediate_size=16384,
-        vocab_size=256000,
-        max_position_embeddings=8192,
-        rms_norm_eps=1e-6,
-        hidden_act="gelu_pytorch_tanh",
-        tie_word_embeddings=True,
-    ),
-}
+from pat_lite.bench.common import (
+    DTYPES,
+    PRESETS,
+    BenchConfigError,
+    build_random_model,
+    in_fresh_process,
+    peak_rss_mib,
+    resolve_config,
+    sync,
+    worker_inputs,
+    worker_output,
+    write_csv,
+)
+from pat_lite.core.arch import check_ratio, check_width, head_dim, shrunk_config, width_for_ratio
 
 #: CSV columns, in order. `peak_rss_mib` is measured (CPU, fresh subprocess), `peak_cuda_alloc_mib` is
 #: measured (CUDA), `est_weights_kv_mib` is an estimate (parameter bytes + KV cache at the end of decode).
@@ -102,50 +61,8 @@ COLUMNS = [
     "peak_rss_mib", "peak_cuda_alloc_mib", "est_weights_kv_mib",
 ]  # fmt: skip
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class BenchConfigError(ValueError):
-    """A model name, path or option the benchmark cannot use."""
-
 
 # ---------------------------------------------------------------------------------------------- configs
-def resolve_config(config_or_name: PretrainedConfig | str, num_layers: int | None = None) -> PretrainedConfig:
-    """A config from a preset name, a local path, a hub name (offline: clear error) or a config object.
-
-    `num_layers` shortens the model for quicker runs: per-layer cost is unchanged, but the embedding and
-    lm_head then weigh more in the totals (in decode above all, where lm_head is a full weight read).
-    """
-    if isinstance(config_or_name, PretrainedConfig):
-        config = type(config_or_name).from_dict(config_or_name.to_dict())
-    elif config_or_name in PRESETS:
-        kwargs = dict(PRESETS[config_or_name])
-        cls = {"llama": LlamaConfig, "gemma": GemmaConfig}[kwargs.pop("cls")]
-        kwargs.setdefault("tie_word_embeddings", False)
-        config = cls(**kwargs)
-        config.name_or_path = config_or_name
-    else:
-        name = str(config_or_name)
-        try:
-            config = AutoConfig.from_pretrained(name)
-        except (OSError, ValueError) as err:
-            where = "the local path" if os.path.exists(name) else "the Hugging Face hub"
-            raise BenchConfigError(
-                f"{name!r} is not a preset ({', '.join(PRESETS)}) and its config could not be loaded from "
-                f"{where} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
-                "This machine may be offline (HF_HUB_OFFLINE=1): pass a preset name or a local directory "
-                "holding config.json."
-            ) from err
-        config.name_or_path = name
-    if num_layers is not None:
-        if num_layers < 1:
-            raise BenchConfigError(f"num_layers must be >= 1, got {num_layers}")
-        config.num_hidden_layers = int(num_layers)
-        if getattr(config, "layer_types", None):
-            config.layer_types = list(config.layer_types)[:num_layers]
-    return config
-
-
 def unaligned_widths(config: PretrainedConfig, width: int, alignment: int | None) -> list[int]:
     """The widths one num_attention_heads step either side of `width` that miss `alignment`."""
     if not alignment:
@@ -205,31 +122,6 @@ def ideal_speedup(
 
 
 # ------------------------------------------------------------------------------------------ measurement
-def _build_model(config: PretrainedConfig, dtype: torch.dtype, device: str, seed: int) -> torch.nn.Module:
-    """A random-weight model; skips transformers' slow init and fills weights with small uniform values."""
-    from transformers import AutoModelForCausalLM
-
-    try:
-        from transformers.initialization import no_init_weights
-    except ImportError:  # older transformers: plain (slower) init
-        from contextlib import nullcontext as no_init_weights
-    with no_init_weights():
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.rand(p.shape, generator=gen).sub_(0.5).mul_(0.04))
-            else:
-                p.fill_(1.0)
-    return model.to(device).eval()
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _generate_timed(
     model: torch.nn.Module, ids: torch.Tensor, decode_tokens: int, device: str
 ) -> tuple[float, float, float, float]:
@@ -243,17 +135,17 @@ def _generate_timed(
 
     cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     with torch.inference_mode():
-        _sync(device)
+        sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
         out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
         tok = out.logits[:, -1].argmax(-1, keepdim=True)
-        _sync(device)
+        sync(device)
         t1, c1 = time.perf_counter(), time.process_time()
         for _ in range(decode_tokens):
             cache = getattr(out, "cache", None) or out.past_key_values
             out = model(input_ids=tok, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
             tok = out.logits[:, -1].argmax(-1, keepdim=True)
-        _sync(device)
+        sync(device)
         return t1 - t0, time.perf_counter() - t1, c1 - c0, time.process_time() - c1
 
 
@@ -273,7 +165,7 @@ def measure(
     if threads:
         torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
-    models = [_build_model(c, _DTYPES[dtype], device, seed) for c in configs]
+    models = [build_random_model(c, DTYPES[dtype], device, seed) for c in configs]
     gen = torch.Generator().manual_seed(seed)
     out: list[list[dict[str, Any]]] = [[] for _ in models]
     for bs in sorted(batch_sizes):
@@ -310,20 +202,6 @@ def measure(
     return out
 
 
-def _peak_rss_mib() -> float:
-    import resource
-
-    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec,
-    # so a small worker started by a large parent would report the parent's peak.
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB (macOS: bytes)
-
-
 def measure_memory(config: PretrainedConfig, **kwargs: Any) -> list[dict[str, Any]]:
     """One untimed-quality generation per batch size of a single model, for its peak memory.
 
@@ -335,40 +213,13 @@ def measure_memory(config: PretrainedConfig, **kwargs: Any) -> list[dict[str, An
         rows = measure([config], **kwargs)[0]
         torch.cuda.empty_cache()
         return rows
-    return in_fresh_process("pat_lite.bench", config, kwargs)
-
-
-def in_fresh_process(module: str, config: PretrainedConfig, spec: dict[str, Any]) -> Any:
-    """Run `python -m <module> --worker DIR` on `config` + `spec` and return what its worker stored.
-
-    A fresh process, so its peak RSS belongs to this one measurement (a child inherits no parent peak)."""
-    with tempfile.TemporaryDirectory(prefix="pat_bench_") as tmp:
-        config.save_pretrained(tmp)
-        Path(tmp, "spec.json").write_text(json.dumps(spec))
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        proc = subprocess.run(
-            [sys.executable, "-m", module, "--worker", tmp], capture_output=True, text=True, env=env
-        )
-        if proc.returncode:
-            raise RuntimeError(f"{module} worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-        return json.loads(Path(tmp, "result.json").read_text())
-
-
-def worker_inputs(tmp: str) -> tuple[PretrainedConfig, dict[str, Any]]:
-    """The worker side of `in_fresh_process`: the config and the spec it was given."""
-    return AutoConfig.from_pretrained(tmp), json.loads(Path(tmp, "spec.json").read_text())
-
-
-def worker_output(tmp: str, result: Any) -> None:
-    Path(tmp, "result.json").write_text(json.dumps(result))
+    return in_fresh_process("pat_lite.bench.inference", config, kwargs)
 
 
 def _worker(tmp: str) -> None:
     """Subprocess entry of `measure_memory`: record the running peak RSS after each batch size."""
     config, spec = worker_inputs(tmp)
-    rows = measure([config], on_batch=lambda row: row.update(peak_rss_mib=_peak_rss_mib()), **spec)[0]
+    rows = measure([config], on_batch=lambda row: row.update(peak_rss_mib=peak_rss_mib()), **spec)[0]
     worker_output(tmp, rows)
 
 
@@ -394,11 +245,10 @@ def run_benchmark(
     `compare_unaligned`); `extra` at `extra_widths`. Timing: all variants of one dtype loaded together,
     interleaved (see `measure`). `memory`: one extra pass per model (`measure_memory`) for peak memory.
     """
-    if not 0.0 < ratio < 1.0:
-        raise BenchConfigError(f"ratio must be in (0, 1) (fraction of the hidden size removed), got {ratio}")
+    check_ratio(ratio)
     for name in dtypes:
-        if name not in _DTYPES:
-            raise BenchConfigError(f"unknown dtype {name!r}; choose from {', '.join(_DTYPES)}")
+        if name not in DTYPES:
+            raise BenchConfigError(f"unknown dtype {name!r}; choose from {', '.join(DTYPES)}")
     if not batch_sizes or min(batch_sizes) < 1 or repeats < 1 or context < 1 or decode_tokens < 1:
         raise BenchConfigError("batch sizes, repeats, context and decode_tokens must be >= 1")
     config = resolve_config(config_or_name, num_layers)
@@ -451,7 +301,7 @@ def run_benchmark(
                 kv_elems = (
                     2 * cfg.num_hidden_layers * kv_heads * head_dim(cfg) * (context + decode_tokens) * bs
                 )
-                row["est_weights_kv_mib"] = (m["params"] + kv_elems) * _DTYPES[dtype].itemsize / 2**20
+                row["est_weights_kv_mib"] = (m["params"] + kv_elems) * DTYPES[dtype].itemsize / 2**20
                 ideal = ideal_speedup(config, w, context, bs, decode_tokens) if w else None
                 ref = timed[0][j]
                 row.update(
@@ -471,18 +321,6 @@ def run_benchmark(
                 rows.append(row)
         del timed
     return rows
-
-
-def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Write benchmark rows with the COLUMNS header (floats to 4 significant digits)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return path
 
 
 def plot_benchmark(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
@@ -645,27 +483,17 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         except (BenchConfigError, ValueError) as err:
             p.error(str(err))
         print(format_summary(rows))
-        print(f"wrote {write_csv(rows, out / 'bench.csv')} and {plot_benchmark(rows, out / 'bench.png')}")
+        print(
+            f"wrote {write_csv(rows, out / 'bench.csv', COLUMNS)} "
+            f"and {plot_benchmark(rows, out / 'bench.png')}"
+        )
         return 0
 
     p.set_defaults(handler=handler)
-    from pat_lite import bench_train  # the training-cost benchmark, same CLI
-
-    bench_train.register_cli(subparsers)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m pat_lite.bench ...` = `pat-lite bench ...` (and the subprocess worker entry)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--worker"]:
-        _worker(argv[1])
-        return 0
-    parser = argparse.ArgumentParser(prog="pat-lite")
-    register_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", *argv] if argv[:1] not in (["bench"], ["bench-train"]) else argv)
-    return args.handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the fresh-process memory worker (see common.in_fresh_process)
+    if sys.argv[1:2] != ["--worker"]:
+        sys.exit("run the benchmark with `pat-lite bench ...`")
+    _worker(sys.argv[2])

@@ -1,4 +1,4 @@
-"""Hybrid Sparsification Module (HSM), PAT_METHOD.md §3 and the identity loss of §5.
+"""Hybrid Sparsification Module (HSM), docs/method.md §3 and the identity loss of §5.
 
 An HSM sits where a block writes into the residual stream (after the embedding, after self-attention's
 o_proj, after the MLP's down_proj) and maps the writer's output y ∈ R^d to

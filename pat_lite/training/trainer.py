@@ -1,4 +1,4 @@
-"""PAT (and plain LoRA) training with the Hugging Face `Trainer` and stock `peft` (PAT_METHOD.md §5, §7).
+"""PAT (and plain LoRA) training with the Hugging Face `Trainer` and stock `peft` (docs/method.md §5, §7).
 
     loss = response-only LM loss  +  sparsity loss  +  identity loss          (§5)
 
@@ -27,18 +27,26 @@ import yaml
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainingArguments, set_seed
 
-from .atomic import atomic_directory, atomic_write_text
-from .attach import attach_pat, get_pat, has_pat, mark_pat_trainable, pat_losses, pat_parameters, set_pat_step
-from .config import PATConfig
-from .data import SFTCollator, build_sft_dataset, load_instruction_data
-from .merge import merge_pat
-from .models import load_model_and_tokenizer
+from pat_lite.core.attach import (
+    attach_pat,
+    get_pat,
+    has_pat,
+    mark_pat_trainable,
+    pat_losses,
+    pat_parameters,
+    set_pat_step,
+)
+from pat_lite.core.config import PATConfig
+from pat_lite.core.merge import merge_pat
+from pat_lite.data.instructions import SFTCollator, build_sft_dataset, load_instruction_data
+from pat_lite.models.loading import load_model_and_tokenizer
+from pat_lite.resources import configs_dir, recipe_names
+from pat_lite.utils.atomic import atomic_directory, atomic_write_text
 
 PAT_STATE = "pat_state.safetensors"
 PAT_CONFIG = "pat_config.json"
 SUMMARY = "train_summary.json"
 RUN_CONFIG = "run_config.yaml"
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass
@@ -106,11 +114,10 @@ def load_train_config(
     values: dict[str, Any] = {}
     if path is not None:
         file = Path(path)
-        if not file.exists() and (CONFIG_DIR / f"{path}.yaml").exists():
-            file = CONFIG_DIR / f"{path}.yaml"
+        if not file.exists() and (configs_dir() / f"{path}.yaml").exists():
+            file = configs_dir() / f"{path}.yaml"
         if not file.exists():
-            names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-            raise FileNotFoundError(f"no config {path!r}: give a YAML path or one of {names}")
+            raise FileNotFoundError(f"no config {path!r}: give a YAML path or one of {recipe_names()}")
         values = yaml.safe_load(file.read_text()) or {}
         values.pop("expected", None)  # documentation only: time and memory the recipe needs
     for text in overrides or []:
@@ -138,7 +145,7 @@ class PATTrainer(Trainer):
         # compute_loss returns a per-micro-batch mean: let Trainer divide it by the accumulation steps.
         self.loss_is_scaled_for_ga = False
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training and has_pat(model):
             set_pat_step(model, self.state.global_step, self.state.max_steps)
         outputs = model(**inputs)
@@ -153,7 +160,7 @@ class PATTrainer(Trainer):
                 self._terms["identity_loss"].append(extra["identity"].detach())
         return (loss, outputs) if return_outputs else loss
 
-    def create_optimizer(self, model=None):  # noqa: ANN001
+    def create_optimizer(self, model=None):
         """Three groups: LoRA, HSMs (both at the learning rate) and W_M (× mask_lr_multiplier)."""
         if self.optimizer is None and has_pat(self.model):
             groups = pat_parameters(self.model)
@@ -191,7 +198,7 @@ class PATTrainer(Trainer):
         if self.args.should_save and has_pat(self.model):
             save_pat_state(self.model, output_dir or self.args.output_dir)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:  # noqa: ANN001
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if has_pat(model or self.model):
             load_pat_state(model or self.model, resume_from_checkpoint)
@@ -268,7 +275,7 @@ def prepare_output_dir(cfg: TrainConfig, is_main: bool) -> Path | None:
     return None
 
 
-def add_adapters(model, method: str, pat_config: PATConfig | None, lora):  # noqa: ANN001
+def add_adapters(model, method: str, pat_config: PATConfig | None, lora):
     """PAT (if method == "pat") and then peft LoRA/DoRA on every linear layer except lm_head.
 
     PAT goes on first so LoRA's update on o_proj/down_proj lands inside the block the HSM hooks; peft then
@@ -381,7 +388,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     return finish_run(cfg, trainer, model, tokenizer)
 
 
-def finish_run(cfg: TrainConfig, trainer: PATTrainer, model, tokenizer) -> TrainResult:  # noqa: ANN001
+def finish_run(cfg: TrainConfig, trainer: PATTrainer, model, tokenizer) -> TrainResult:
     """Save adapter, merged model, logs and (last) the summary that marks the run finished."""
     out = Path(cfg.output_dir)
     adapter_dir, merged_dir = out / "adapter", out / "merged"
@@ -434,16 +441,16 @@ def finish_run(cfg: TrainConfig, trainer: PATTrainer, model, tokenizer) -> Train
     )
 
 
-def _merge_lora(model):  # noqa: ANN001
+def _merge_lora(model):
     """The plain-LoRA baseline's merged model: LoRA folded, full width (a copy; `model` stays usable)."""
     import copy
 
     return copy.deepcopy(model).merge_and_unload().eval()
 
 
-def _kept_record(model, merged) -> dict[str, Any]:  # noqa: ANN001
+def _kept_record(model, merged) -> dict[str, Any]:
     """What `merged/pat_kept.json` records: widths and, for PAT, the kept channel indices."""
-    from .mask import kept_channels
+    from pat_lite.core.mask import kept_channels
 
     record: dict[str, Any] = {"widths": {"merged_hidden_size": int(merged.config.hidden_size)}}
     if has_pat(model):
@@ -460,7 +467,7 @@ def pat_train(config: str | os.PathLike | None = None, **overrides: Any) -> Trai
     return train(load_train_config(config, texts))
 
 
-def register_cli(subparsers) -> None:  # noqa: ANN001
+def register_cli(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
         help="PAT- or LoRA-tune a model, then merge it (resumes an interrupted run with the same command)",

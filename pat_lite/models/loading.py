@@ -16,12 +16,12 @@ class ModelUnavailableError(RuntimeError):
 def load_model_and_tokenizer(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False):
     """`(model, tokenizer)` with stock Auto classes and safetensors.
 
-    "tiny" → the embedded tiny base (built once and cached, see `pat_lite.tinybase`). Anything else goes to
-    `from_pretrained`; offline and not cached, the error says how to get it. Remote code runs only when
-    `trust_remote_code` is asked for.
+    "tiny" → the embedded tiny base (built once and cached, see `pat_lite.models.tinybase`). Anything else
+    goes to `from_pretrained`; offline and not cached, the error says how to get it. Remote code runs only
+    when `trust_remote_code` is asked for.
     """
     if name_or_path == "tiny":
-        from .tinybase import build_tiny_base
+        from pat_lite.models.tinybase import build_tiny_base
 
         name_or_path = str(build_tiny_base())
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype

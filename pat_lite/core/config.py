@@ -1,4 +1,4 @@
-"""`PATConfig`: every knob of PAT with the paper's defaults (PAT_METHOD.md §3-§7)."""
+"""`PATConfig`: every knob of PAT with the paper's defaults (docs/method.md §3-§7)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from transformers import PretrainedConfig
 
-from .arch import arch_spec, check_width, width_for_ratio
+from pat_lite.core.arch import arch_spec, check_ratio, check_width, width_for_ratio
 
 MaskMode = Literal["trainable", "frozen"]
 IdentityLoss = Literal["released", "paper", "off"]
@@ -56,11 +56,8 @@ class PATConfig:
             self.identity_loss = "off"
         if self.target_width is None and self.pruning_ratio is None:
             raise ValueError("give either target_width (the pruned hidden size) or pruning_ratio, e.g. 0.25")
-        if self.target_width is None and not 0.0 < float(self.pruning_ratio) < 1.0:
-            raise ValueError(
-                f"pruning_ratio must be in (0, 1), got {self.pruning_ratio}; "
-                "the paper uses 0.2, 0.25 and 0.3 (0.25 turns Llama-2-7B's 4096 channels into 3072)"
-            )
+        if self.target_width is None:
+            check_ratio(self.pruning_ratio)
         if self.target_width is not None and int(self.target_width) < 1:
             raise ValueError(f"target_width must be a positive number of channels, got {self.target_width}")
         if self.hio_rank is not None and self.hio_rank < 1:

@@ -10,7 +10,7 @@ def training_log_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]
     return [entry for entry in log_history if "loss" in entry and "step" in entry]
 
 
-def plot_training_log(log_history: list[dict[str, Any]], target_width: int | None = None):  # noqa: ANN201
+def plot_training_log(log_history: list[dict[str, Any]], target_width: int | None = None):
     """Three panels: every loss term (log scale), active channels against the target, and the gate
     schedule τ (log scale) with β. Returns the matplotlib Figure; a plain LoRA log fills the first only."""
     import matplotlib.pyplot as plt

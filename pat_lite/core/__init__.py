@@ -1,0 +1,11 @@
+"""The method, readable top to bottom (docs/method.md §2-§8):
+
+1. `config`  — `PATConfig`, every knob with the paper's defaults;
+2. `arch`    — which models can be pruned, and which narrower widths they can hold;
+3. `mask`    — the one global channel mask: gate schedule τ(s), β(s), STE, sparsity loss;
+4. `hsm`     — the Hybrid Sparsification Module z = s ⊙ M ⊙ (D·y) and its identity loss;
+5. `attach`  — hooks that put the HSMs and the mask on a stock transformers model;
+6. `merge`   — fold everything into an ordinary, narrower dense model, exactly.
+
+Nothing here imports from the rest of pat_lite: training, evaluation and the studies build on this.
+"""

@@ -1,0 +1,1 @@
+"""PAT (and plain LoRA) tuning with the Hugging Face Trainer and stock peft, and the run folder it writes."""
