@@ -1,4 +1,11 @@
-"""`pat-lite` command line: train, demo, eval, bench (each sub-command lives with its module)."""
+"""`pat-lite`: train, demo, eval, bench, bench-train — argument parsing only; the work happens in the layers.
+
+pat-lite train --config tiny max_steps=100 pat.hio_rank=8
+pat-lite demo
+pat-lite eval --model runs/pat-tiny/merged --tasks toy --scoring loglik
+pat-lite bench --preset-file configs/bench/tinyllama-cpu.yaml
+pat-lite bench-train --config tinyllama --num-layers 2
+"""
 
 from __future__ import annotations
 
@@ -6,18 +13,211 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 
+def _int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _str_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+# ------------------------------------------------------------------------------------------------ train
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="PAT- or LoRA-tune a model, then merge it (resumes an interrupted run with the same command)",
+        description="Example: pat-lite train --config tiny max_steps=100 pat.hio_rank=8",
+    )
+    p.add_argument("--config", default="tiny", help="YAML path or a recipe name in configs/ (tiny, ...)")
+    p.add_argument("overrides", nargs="*", help="KEY=VALUE settings, dotted keys for the pat section")
+
+    def handler(args: argparse.Namespace) -> dict:
+        from pat_lite.training.config import load_train_config
+        from pat_lite.training.run import train
+
+        return train(load_train_config(args.config, args.overrides)).summary
+
+    p.set_defaults(handler=handler)
+
+
+# ------------------------------------------------------------------------------------------------- demo
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="offline end-to-end PAT on the embedded tiny model (CPU)")
+    p.add_argument("--output-dir", default="artifacts/demo")
+    p.add_argument("--config", default="tiny")
+    p.add_argument("--max-steps", type=int, default=None)
+
+    def handler(args: argparse.Namespace) -> None:
+        from pat_lite.study.demo import run_demo
+
+        run_demo(args.output_dir, args.config, args.max_steps)
+
+    p.set_defaults(handler=handler)
+
+
+# ------------------------------------------------------------------------------------------------- eval
+def _add_eval(sub: Any) -> None:
+    from pat_lite.evaluation.lmeval import SCORINGS
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint with lm-eval (toy sets or the paper's 14 tasks)",
+        description="Evaluate a saved or merged checkpoint with lm-evaluation-harness.",
+    )
+    p.add_argument("checkpoint", nargs="?", help="checkpoint directory (same as --model)")
+    p.add_argument("--model", help="checkpoint directory (a saved or merged HF model)")
+    p.add_argument("--tasks", default="toy", help="toy | paper14 | comma-separated lm-eval task names")
+    p.add_argument("--scoring", choices=[*SCORINGS, "both"], default="both")
+    p.add_argument("--limit", type=float, default=None, help="documents per task (int) or fraction (<1)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda (default: lm-eval's choice)")
+    p.add_argument("--max-gen-toks", type=int, default=None, help="paper protocol generation length")
+    p.add_argument("--toy-dir", default=None, help="folder with eval_<family>.jsonl (default data/toy)")
+    p.add_argument("--out-dir", default=None, help="write eval_<set>_<scoring>.json/.md here")
+
+    def handler(args: argparse.Namespace) -> int:
+        from pat_lite.evaluation.lmeval import evaluate, to_markdown
+
+        if bool(args.checkpoint) == bool(args.model):
+            p.error("give the checkpoint once: `pat-lite eval --model DIR` (or `pat-lite eval DIR`)")
+        limit = args.limit
+        if limit is not None and limit >= 1:
+            limit = int(limit)
+        for scoring in SCORINGS if args.scoring == "both" else (args.scoring,):
+            results = evaluate(
+                args.model or args.checkpoint,
+                tasks=args.tasks,
+                scoring=scoring,
+                limit=limit,
+                batch_size=args.batch_size,
+                out_dir=args.out_dir,
+                device=args.device,
+                toy_dir=args.toy_dir,
+                max_gen_toks=args.max_gen_toks,
+            )
+            print(to_markdown(results))
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+# ------------------------------------------------------------------------------------------------ bench
+def _add_bench(sub: Any) -> None:
+    from pat_lite.bench.common import PRESETS
+
+    p = sub.add_parser(
+        "bench", help="time dense vs PAT-pruned models (TTFT, decode tok/s, memory)",
+        description="Compare a dense model with its narrower (PAT-merged) version, random weights. "
+        "Writes bench.csv and bench.png to --out. Options not given come from --preset-file, then defaults.",
+    )  # fmt: skip
+    a = p.add_argument
+    a("--config", "--model", dest="config", help=f"preset ({', '.join(PRESETS)}), local path or hub name")
+    a("--preset-file", help="YAML file of options (e.g. configs/bench/tinyllama-cpu.yaml)")
+    a("--ratio", type=float, help="fraction of the hidden size removed (default 0.25)")
+    a("--width", type=int, help="pruned width (overrides --ratio)")
+    a("--alignment", type=int, help="pruned width multiple (default 64; 0: num_attention_heads only)")
+    a("--unaligned", dest="compare_unaligned", action=argparse.BooleanOptionalAction,
+      help="also time the nearest widths that miss the alignment (default on)")  # fmt: skip
+    a("--extra-widths", type=_int_list, help="more widths to time, e.g. 1024,1280")
+    a("--batch-sizes", type=_int_list, help="default 1,4,16")
+    a("--dtypes", type=_str_list, help="default float32,bfloat16")
+    a("--context", type=int, help="prompt length in tokens (default 128)")
+    a("--decode-tokens", type=int, help="greedy decode steps timed (default 16)")
+    a("--repeats", type=int, help="timed repeats, median reported (default 3)")
+    a("--warmup", type=int, help="untimed runs per batch size first (default 1)")
+    a("--num-layers", type=int, help="shorten the model (per-layer cost unchanged; lm_head share grows)")
+    a("--device", help="auto (default), cpu, cuda, cuda:1")
+    a("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    a("--memory", action=argparse.BooleanOptionalAction,
+      help="extra pass per model for peak memory (CPU: fresh subprocess, peak RSS); default on")  # fmt: skip
+    a("--seed", type=int)
+    a("--out", help="output directory (default artifacts/bench)")
+
+    def handler(args: argparse.Namespace) -> int:
+        import yaml
+
+        from pat_lite.bench.common import write_csv
+        from pat_lite.bench.inference import (
+            COLUMNS,
+            DEFAULT_OPTIONS,
+            format_summary,
+            plot_benchmark,
+            run_benchmark,
+        )
+
+        opts = dict(DEFAULT_OPTIONS)
+        if args.preset_file:
+            loaded = yaml.safe_load(Path(args.preset_file).read_text()) or {}
+            unknown = set(loaded) - set(opts)
+            if unknown:
+                p.error(f"{args.preset_file}: unknown options {sorted(unknown)}")
+            opts.update(loaded)
+        opts.update({k: v for k, v in vars(args).items() if k in opts and v is not None})
+        out = Path(opts.pop("out"))
+        try:
+            rows = run_benchmark(opts.pop("config"), **opts)
+        except ValueError as err:
+            p.error(str(err))
+        print(format_summary(rows))
+        csv_path = write_csv(rows, out / "bench.csv", COLUMNS)
+        print(f"wrote {csv_path} and {plot_benchmark(rows, out / 'bench.png')}")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+def _add_bench_train(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench-train", help="PAT vs LoRA training step time and peak memory",
+        description="Forward+backward+AdamW step of the same peft LoRA model with and without PAT (random "
+        "weights). Writes bench_train.csv to --out.",
+    )  # fmt: skip
+    a = p.add_argument
+    a("--config", "--model", dest="config", default="tinyllama", help="preset, local path or hub name")
+    a("--num-layers", type=int, default=2, help="layers kept (default 2; 0 = all)")
+    a("--batch-size", type=int, default=2)
+    a("--seq-len", type=int, default=128)
+    a("--steps", type=int, default=3, help="timed steps per method (median reported)")
+    a("--warmup", type=int, default=1)
+    a("--lora-r", type=int, default=8)
+    a("--ratio", type=float, default=0.25, help="PAT pruning ratio")
+    a("--hio-rank", type=int, default=None, help="default: hidden_size // 20")
+    a("--dtype", default="float32")
+    a("--device", default="auto")
+    a("--threads", type=int, default=None)
+    a("--memory", action=argparse.BooleanOptionalAction, default=True, help="peak-memory passes")
+    a("--out", default="artifacts/bench")
+
+    def handler(args: argparse.Namespace) -> int:
+        from pat_lite.bench.common import write_csv
+        from pat_lite.bench.training_cost import TRAIN_COLUMNS, format_train_summary, run_train_benchmark
+
+        try:
+            rows = run_train_benchmark(
+                args.config, num_layers=args.num_layers or None, batch_size=args.batch_size,
+                seq_len=args.seq_len, steps=args.steps, warmup=args.warmup, lora_r=args.lora_r,
+                pruning_ratio=args.ratio, hio_rank=args.hio_rank, dtype=args.dtype, device=args.device,
+                threads=args.threads, memory=args.memory,
+            )  # fmt: skip
+        except ValueError as err:
+            p.error(str(err))
+        print(format_train_summary(rows))
+        print(f"wrote {write_csv(rows, Path(args.out) / 'bench_train.csv', TRAIN_COLUMNS)}")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+# -------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    from pat_lite.bench import inference, training_cost
-    from pat_lite.evaluation import lmeval
-    from pat_lite.study import demo
-    from pat_lite.training import trainer
-
-    parser = argparse.ArgumentParser(prog="pat-lite", description=__doc__)
+    parser = argparse.ArgumentParser(prog="pat-lite", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (trainer, demo, lmeval, inference, training_cost):
-        module.register_cli(sub)
+    for add in (_add_train, _add_demo, _add_eval, _add_bench, _add_bench_train):
+        add(sub)
     return parser
 
 

@@ -7,7 +7,8 @@ import sys
 from safetensors.torch import save_file
 
 from pat_lite.core.attach import get_pat
-from pat_lite.training.trainer import load_train_config, train
+from pat_lite.training.config import load_train_config
+from pat_lite.training.run import train
 
 if __name__ == "__main__":
     result = train(load_train_config(None, sys.argv[1:]))

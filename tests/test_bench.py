@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 
 import pytest
@@ -10,6 +9,7 @@ from transformers import LlamaConfig
 
 import pat_lite.bench.common as bench_common
 import pat_lite.bench.inference as bench
+from pat_lite.cli import build_parser
 from pat_lite.core.arch import width_for_ratio
 
 
@@ -87,8 +87,7 @@ def test_memory_pass_measures_peak_rss_in_subprocess():
 
 
 def test_cli_registers_bench_and_runs(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="pat-lite")
-    bench.register_cli(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     cfg_dir = tmp_path / "cfg"
     _tiny().save_pretrained(cfg_dir)
     args = parser.parse_args(
@@ -122,9 +121,7 @@ def test_bad_width_and_dtype():
 
 
 def test_cli_reports_bad_input_as_usage_error(capsys):
-    parser = argparse.ArgumentParser(prog="pat-lite")
-    bench.register_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "--config", "no-such-preset", "--ratio", "0.25"])
+    args = build_parser().parse_args(["bench", "--config", "no-such-preset", "--ratio", "0.25"])
     with pytest.raises(SystemExit) as exc:
         args.handler(args)
     assert exc.value.code == 2
@@ -148,8 +145,6 @@ def test_train_benchmark_tiny_run(tmp_path):
 
 
 def test_bench_train_cli_registered():
-    from pat_lite.cli import build_parser
-
     args = build_parser().parse_args(["bench-train", "--num-layers", "2", "--ratio", "0.25"])
     assert callable(args.handler) and args.num_layers == 2
 
@@ -165,5 +160,5 @@ def test_yaml_presets_use_known_options():
     assert files
     for path in files:
         options = yaml.safe_load(path.read_text())
-        assert set(options) <= set(bench._DEFAULTS), path
+        assert set(options) <= set(bench.DEFAULT_OPTIONS), path
         bench_common.resolve_config(options["config"])

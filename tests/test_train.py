@@ -13,7 +13,9 @@ from tiny_models import tiny_checkpoint, write_instruction_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from pat_lite.core.mask import gate_offset, gate_temperature
-from pat_lite.training.trainer import PAT_STATE, last_complete_checkpoint, load_train_config, train
+from pat_lite.training.config import load_train_config
+from pat_lite.training.run import last_complete_checkpoint, train
+from pat_lite.training.trainer import PAT_STATE
 
 S0 = 6
 

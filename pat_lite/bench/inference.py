@@ -20,7 +20,6 @@ too (`compare_unaligned`) to show what an unaligned width costs.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -34,7 +33,6 @@ from transformers import PretrainedConfig
 
 from pat_lite.bench.common import (
     DTYPES,
-    PRESETS,
     BenchConfigError,
     build_random_model,
     in_fresh_process,
@@ -43,7 +41,6 @@ from pat_lite.bench.common import (
     sync,
     worker_inputs,
     worker_output,
-    write_csv,
 )
 from pat_lite.core.arch import check_ratio, check_width, head_dim, shrunk_config, width_for_ratio
 
@@ -405,8 +402,8 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------- CLI
-_DEFAULTS: dict[str, Any] = dict(
+#: Every option of `run_benchmark` the CLI and preset files (configs/bench/*.yaml) may set, with defaults.
+DEFAULT_OPTIONS: dict[str, Any] = dict(
     config="tinyllama",
     ratio=0.25,
     width=None,
@@ -426,71 +423,6 @@ _DEFAULTS: dict[str, Any] = dict(
     seed=0,
     out="artifacts/bench",
 )
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
-def _str_list(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the `bench` and `bench-train` sub-commands to a `pat-lite` argparse parser."""
-    p = subparsers.add_parser(
-        "bench", help="time dense vs PAT-pruned models (TTFT, decode tok/s, memory)",
-        description="Compare a dense model with its narrower (PAT-merged) version, random weights. "
-        "Writes bench.csv and bench.png to --out. Options not given come from --preset-file, then defaults.",
-    )  # fmt: skip
-    a = p.add_argument
-    a("--config", "--model", dest="config", help=f"preset ({', '.join(PRESETS)}), local path or hub name")
-    a("--preset-file", help="YAML file of options (e.g. configs/bench/tinyllama-cpu.yaml)")
-    a("--ratio", type=float, help="fraction of the hidden size removed (default 0.25)")
-    a("--width", type=int, help="pruned width (overrides --ratio)")
-    a("--alignment", type=int, help="pruned width multiple (default 64; 0: num_attention_heads only)")
-    a("--unaligned", dest="compare_unaligned", action=argparse.BooleanOptionalAction,
-      help="also time the nearest widths that miss the alignment (default on)")  # fmt: skip
-    a("--extra-widths", type=_int_list, help="more widths to time, e.g. 1024,1280")
-    a("--batch-sizes", type=_int_list, help="default 1,4,16")
-    a("--dtypes", type=_str_list, help="default float32,bfloat16")
-    a("--context", type=int, help="prompt length in tokens (default 128)")
-    a("--decode-tokens", type=int, help="greedy decode steps timed (default 16)")
-    a("--repeats", type=int, help="timed repeats, median reported (default 3)")
-    a("--warmup", type=int, help="untimed runs per batch size first (default 1)")
-    a("--num-layers", type=int, help="shorten the model (per-layer cost unchanged; lm_head share grows)")
-    a("--device", help="auto (default), cpu, cuda, cuda:1")
-    a("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    a("--memory", action=argparse.BooleanOptionalAction,
-      help="extra pass per model for peak memory (CPU: fresh subprocess, peak RSS); default on")  # fmt: skip
-    a("--seed", type=int)
-    a("--out", help="output directory (default artifacts/bench)")
-
-    def handler(args: argparse.Namespace) -> int:
-        opts = dict(_DEFAULTS)
-        if args.preset_file:
-            import yaml
-
-            loaded = yaml.safe_load(Path(args.preset_file).read_text()) or {}
-            unknown = set(loaded) - set(opts)
-            if unknown:
-                p.error(f"{args.preset_file}: unknown options {sorted(unknown)}")
-            opts.update(loaded)
-        opts.update({k: v for k, v in vars(args).items() if k in opts and v is not None})
-        out = Path(opts.pop("out"))
-        try:
-            rows = run_benchmark(opts.pop("config"), **opts)
-        except (BenchConfigError, ValueError) as err:
-            p.error(str(err))
-        print(format_summary(rows))
-        print(
-            f"wrote {write_csv(rows, out / 'bench.csv', COLUMNS)} "
-            f"and {plot_benchmark(rows, out / 'bench.png')}"
-        )
-        return 0
-
-    p.set_defaults(handler=handler)
-    return p
 
 
 if __name__ == "__main__":  # the fresh-process memory worker (see common.in_fresh_process)

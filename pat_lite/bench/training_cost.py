@@ -10,13 +10,11 @@ peak memory (CPU: peak RSS of a fresh subprocess per method; CUDA: `torch.cuda.m
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +30,6 @@ from pat_lite.bench.common import (
     sync,
     worker_inputs,
     worker_output,
-    write_csv,
 )
 from pat_lite.core.arch import check_ratio
 
@@ -209,47 +206,6 @@ def format_train_summary(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['step_cpu_ms']:8.0f} {r['step_cpu_ratio']:7.3f} {mem_s} {ratio_s}"
         )
     return "\n".join(lines)
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the `bench-train` sub-command (called by `pat_lite.bench.inference.register_cli`)."""
-    p = subparsers.add_parser(
-        "bench-train", help="PAT vs LoRA training step time and peak memory",
-        description="Forward+backward+AdamW step of the same peft LoRA model with and without PAT (random "
-        "weights). Writes bench_train.csv to --out.",
-    )  # fmt: skip
-    a = p.add_argument
-    a("--config", "--model", dest="config", default="tinyllama", help="preset, local path or hub name")
-    a("--num-layers", type=int, default=2, help="layers kept (default 2; 0 = all)")
-    a("--batch-size", type=int, default=2)
-    a("--seq-len", type=int, default=128)
-    a("--steps", type=int, default=3, help="timed steps per method (median reported)")
-    a("--warmup", type=int, default=1)
-    a("--lora-r", type=int, default=8)
-    a("--ratio", type=float, default=0.25, help="PAT pruning ratio")
-    a("--hio-rank", type=int, default=None, help="default: hidden_size // 20")
-    a("--dtype", default="float32")
-    a("--device", default="auto")
-    a("--threads", type=int, default=None)
-    a("--memory", action=argparse.BooleanOptionalAction, default=True, help="peak-memory passes")
-    a("--out", default="artifacts/bench")
-
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            rows = run_train_benchmark(
-                args.config, num_layers=args.num_layers or None, batch_size=args.batch_size,
-                seq_len=args.seq_len, steps=args.steps, warmup=args.warmup, lora_r=args.lora_r,
-                pruning_ratio=args.ratio, hio_rank=args.hio_rank, dtype=args.dtype, device=args.device,
-                threads=args.threads, memory=args.memory,
-            )  # fmt: skip
-        except (BenchConfigError, ValueError) as err:
-            p.error(str(err))
-        print(format_train_summary(rows))
-        print(f"wrote {write_csv(rows, Path(args.out) / 'bench_train.csv', TRAIN_COLUMNS)}")
-        return 0
-
-    p.set_defaults(handler=handler)
-    return p
 
 
 if __name__ == "__main__":  # the fresh-process memory worker (see common.in_fresh_process)

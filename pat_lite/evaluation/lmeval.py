@@ -20,7 +20,6 @@ listing all of them and how to fetch them, before any model work.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -38,7 +37,6 @@ __all__ = [
     "EvaluationDataUnavailable",
     "check_datasets_available",
     "evaluate",
-    "register_cli",
     "resolve_tasks",
     "to_markdown",
     "write_results",
@@ -395,46 +393,3 @@ def write_results(results: dict[str, Any], out_dir: str | os.PathLike) -> tuple[
     atomic_write_text(json_path, json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
     atomic_write_text(md_path, to_markdown(results))
     return json_path, md_path
-
-
-# ------------------------------------------------------------------------------------------------- CLI
-def register_cli(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``eval`` sub-command (``pat-lite eval CHECKPOINT --tasks toy --scoring both``)."""
-    p = subparsers.add_parser(
-        "eval",
-        help="evaluate a checkpoint with lm-eval (toy sets or the paper's 14 tasks)",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument("model", help="checkpoint directory (a saved or merged HF model)")
-    p.add_argument("--tasks", default="toy", help="toy | paper14 | comma-separated lm-eval task names")
-    p.add_argument("--scoring", choices=[*SCORINGS, "both"], default="both")
-    p.add_argument("--limit", type=float, default=None, help="documents per task (int) or fraction (<1)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default=None, help="e.g. cpu, cuda (default: lm-eval's choice)")
-    p.add_argument("--max-gen-toks", type=int, default=None, help="paper protocol generation length")
-    p.add_argument("--toy-dir", default=None, help="folder with eval_<family>.jsonl (default data/toy)")
-    p.add_argument("--out-dir", default=None, help="write eval_<set>_<scoring>.json/.md here")
-    p.set_defaults(handler=run_cli)
-    return p
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run ``eval`` from parsed arguments; print the markdown table(s)."""
-    limit = args.limit
-    if limit is not None and limit >= 1:
-        limit = int(limit)
-    scorings = SCORINGS if args.scoring == "both" else (args.scoring,)
-    for scoring in scorings:
-        results = evaluate(
-            args.model,
-            tasks=args.tasks,
-            scoring=scoring,
-            limit=limit,
-            batch_size=args.batch_size,
-            out_dir=args.out_dir,
-            device=args.device,
-            toy_dir=args.toy_dir,
-            max_gen_toks=args.max_gen_toks,
-        )
-        print(to_markdown(results))
-    return 0

@@ -17,7 +17,8 @@ import torch
 
 from pat_lite.data.toyworld import load_toy_eval
 from pat_lite.evaluation.mc import multiple_choice_accuracy
-from pat_lite.training.trainer import load_train_config, train
+from pat_lite.training.config import load_train_config
+from pat_lite.training.run import train
 
 
 def _accuracy(model, tokenizer, items) -> dict[str, Any]:
@@ -121,15 +122,3 @@ def format_table(summary: dict) -> str:
         f"total time: {summary['seconds']} s",
     ]
     return "\n".join(lines)
-
-
-def register_cli(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="offline end-to-end PAT on the embedded tiny model (CPU)")
-    parser.add_argument("--output-dir", default="artifacts/demo")
-    parser.add_argument("--config", default="tiny")
-    parser.add_argument("--max-steps", type=int, default=None)
-
-    def handler(args) -> None:
-        run_demo(args.output_dir, args.config, args.max_steps)
-
-    parser.set_defaults(handler=handler)
