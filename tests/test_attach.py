@@ -1,4 +1,5 @@
-"""attach_pat on stock transformers models: nothing changes at step 0, the losses, bad input (spec §3-§5)."""
+"""attach_pat on stock transformers models: nothing changes at step 0, the losses, bad input
+(docs/method.md §3-§5)."""
 
 import pytest
 import torch

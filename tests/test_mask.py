@@ -1,4 +1,5 @@
-"""The global mask: gate schedule, inference mask, frozen ablation, STE and sparsity loss (spec §4-§6)."""
+"""The global mask: gate schedule, inference mask, frozen ablation, STE and sparsity loss
+(docs/method.md §4-§6)."""
 
 import math
 

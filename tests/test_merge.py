@@ -1,4 +1,4 @@
-"""merge_pat: the merged, smaller model computes what the tuned model computes (spec §8)."""
+"""merge_pat: the merged, smaller model computes what the tuned model computes (docs/method.md §8)."""
 
 import warnings
 

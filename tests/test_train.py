@@ -1,4 +1,5 @@
-"""Training with Trainer + peft: schedule, resume, gradient checkpointing, DDP, outputs (spec §5, §7)."""
+"""Training with Trainer + peft: schedule, resume, gradient checkpointing, DDP, outputs
+(docs/method.md §5, §7)."""
 
 import json
 import os
