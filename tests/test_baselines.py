@@ -1,4 +1,4 @@
-"""The slicing primitive, the norm criterion and the pruning baselines (issue 9; spec §2, §8).
+"""The slicing primitive, the norm criterion and the pruning baselines (issue 9; docs/method.md §2, §8).
 
 Exactness is checked as for the merge: fp32, max abs logit difference ≤ 1e-4, on every architecture of
 tests/tiny_models.py (GQA and not, biases, tied embeddings, Gemma's norm offset and embedding scale).

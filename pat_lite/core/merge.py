@@ -6,9 +6,10 @@ a = s ⊙ M be an HSM's per-channel factor (M ∈ {0, 1}) and D = I + L1·L0 its
     writers   o_proj, down_proj:   W ← diag(a) · D · W        b ← diag(a) · D · b
     embedding E (vocab × d):       E ← E · Dᵀ · diag(a)
 
-after which the model's residual stream is exactly zero outside K (M is 0 there), so `slice_hidden` cuts
-it exactly: writers' rows, readers' columns and the embedding's columns to K, RMSNorm g' = g[K]·sqrt(d/d')
-with eps' = eps·d/d' (Gemma: (1 + g) and the sqrt(d) embedding scale), untied embeddings.
+after which the model's residual stream is exactly zero outside K (M is 0 there), so the cut of
+`core.slicing` (`sliced_state_dict`, the one `slice_hidden` makes of a plain model) is exact: writers'
+rows, readers' columns and the embedding's columns to K, RMSNorm g' = g[K]·sqrt(d/d') with eps' = eps·d/d'
+(Gemma: (1 + g) and the sqrt(d) embedding scale), untied embeddings.
 The result is exact: the tuned model in eval mode (0/1 mask) and the merged model give the same logits.
 """
 
@@ -21,9 +22,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from pat_lite.core.arch import shrunk_config
 from pat_lite.core.attach import PATModule, detach_pat, get_pat
 from pat_lite.core.mask import kept_channels
-from pat_lite.core.slicing import Fold, ResidualRole, slice_hidden
+from pat_lite.core.slicing import Fold, ResidualRole, model_from_state_dict, sliced_state_dict
 
 
 def _merge_adapters(model: nn.Module, inplace: bool) -> PreTrainedModel:
@@ -53,6 +55,13 @@ def hsm_fold(pat: PATModule) -> Fold:
     return fold
 
 
+def merged_state_dict(model: PreTrainedModel, pat: PATModule, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The weights of the smaller model: every HSM folded into its writer (`hsm_fold`), then everything cut
+    to the channels `keep` (`sliced_state_dict`); computed in float32, returned in each tensor's dtype."""
+    weights = {key: value for key, value in model.state_dict().items() if not key.startswith("pat.")}
+    return sliced_state_dict(weights, model.config, keep.cpu(), hsm_fold(pat))
+
+
 def merge_pat(model: nn.Module, inplace: bool = False) -> PreTrainedModel:
     """Fold LoRA/DoRA (if `model` is a peft model) and every HSM into the weights and slice out the kept
     channels; return a plain model of the original class with `hidden_size` = d'.
@@ -74,9 +83,9 @@ def merge_pat(model: nn.Module, inplace: bool = False) -> PreTrainedModel:
     keep = kept_channels(pat.mask.proxies, target)
     base = _merge_adapters(model, inplace)
     pat = get_pat(base)
-    weights = {key: value for key, value in base.state_dict().items() if not key.startswith("pat.")}
     with torch.no_grad():
-        merged = slice_hidden(base, keep, fold=hsm_fold(pat), state_dict=weights)
+        state = merged_state_dict(base, pat, keep)
+    merged = model_from_state_dict(base, shrunk_config(base.config, target), state)
     if inplace:
         detach_pat(base)
     return merged

@@ -168,17 +168,13 @@ def _keep_indices(keep: Iterable[int] | torch.Tensor, width: int) -> torch.Tenso
 
 
 def slice_hidden(
-    model: PreTrainedModel,
-    keep: Iterable[int] | torch.Tensor,
-    fold: Fold | None = None,
-    state_dict: Mapping[str, torch.Tensor] | None = None,
+    model: PreTrainedModel, keep: Iterable[int] | torch.Tensor, fold: Fold | None = None
 ) -> PreTrainedModel:
     """A plain model of the same class with hidden size |keep|, cut as the module docstring says.
 
     Exact (same logits) when the model's residual stream is zero outside `keep`. `fold` transforms each
-    full-width embedding / writer / reader / norm tensor first; `state_dict` replaces the model's own (the
-    merge passes the model's weights without PAT's). Keeping every channel cuts nothing: the result is the
-    (folded) model itself with untied embeddings. The input model is not changed.
+    full-width embedding / writer / reader / norm tensor first. Keeping every channel cuts nothing: the
+    result is the (folded) model itself with untied embeddings. The input model is not changed.
     """
     _check_not_peft(model)
     hidden = int(model.config.hidden_size)
@@ -187,9 +183,8 @@ def slice_hidden(
         new_config = untied_config(model.config)
     else:
         new_config = shrunk_config(model.config, keep.numel())  # checks the width against the architecture
-    state = model.state_dict() if state_dict is None else state_dict
     with torch.no_grad():
-        sliced = sliced_state_dict(state, model.config, keep, fold)
+        sliced = sliced_state_dict(model.state_dict(), model.config, keep, fold)
     return model_from_state_dict(model, new_config, sliced)
 
 
