@@ -227,6 +227,9 @@ def training_arguments(cfg: TrainConfig, output_dir: str | os.PathLike | None = 
     try:
         return _training_arguments(cfg, str(output_dir or cfg.output_dir))
     except ValueError as err:
+        if cfg.bf16 and "bf16" in str(err):  # the Trainer's own hint ("assign use_cpu") misleads here
+            message = "bf16=true: this machine cannot train in bfloat16 (no such GPU); pass bf16=false"
+            raise ConfigError(message) from err
         raise ConfigError(f"the Trainer refuses these settings: {one_line(err)}") from err
 
 
