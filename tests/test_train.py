@@ -16,6 +16,7 @@ from pat_lite.core.mask import gate_offset, gate_temperature
 from pat_lite.training.config import load_train_config
 from pat_lite.training.run import last_complete_checkpoint, train
 from pat_lite.training.trainer import PAT_STATE
+from pat_lite.utils.errors import ConfigError
 
 S0 = 6
 
@@ -155,7 +156,7 @@ def test_bad_settings_are_refused_with_a_hint():
         load_train_config(None, ["max_stepz=3"])
     with pytest.raises(ValueError, match="unknown pat settings"):
         load_train_config(None, ["pat.ratio=0.3"])
-    with pytest.raises(FileNotFoundError, match="tiny"):
+    with pytest.raises(ConfigError, match=r"no config 'no-such-config'.*'tiny'"):
         load_train_config("no-such-config")
 
 

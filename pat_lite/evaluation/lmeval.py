@@ -289,16 +289,12 @@ def evaluate(
     ``out_dir``: also write ``eval_<set>_<scoring>.json`` and ``.md``. ``log_samples``: keep per-document
     records under ``"samples"``. Raises :class:`EvaluationDataUnavailable` before loading any model.
 
-    Inputs are checked first (ConfigError / CheckpointError, one line each): ``limit`` > 0, known tasks, a
-    model folder that exists and loads; a pat_lite run folder stands for its ``merged/`` model.
+    Inputs are checked first (ConfigError / CheckpointError, one line each): ``limit`` > 0, known tasks,
+    available datasets, then a model folder that exists and loads (a pat_lite run folder stands for its
+    ``merged/`` model).
     """
     if limit is not None and not limit > 0:
         raise ConfigError(f"limit={limit}: give a number of documents per task (≥ 1) or a fraction in (0, 1)")
-    if isinstance(model_or_path, (str, os.PathLike)):
-        folder = check_model_folder(model_or_path, accept_run_folder=True)
-        if folder is not None and folder != Path(model_or_path).expanduser():
-            print(f"[pat_lite] evaluating {folder}, the merged model of the run folder {model_or_path}")
-        model_or_path = folder if folder is not None else str(model_or_path)
     import lm_eval
     from lm_eval.evaluator import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -307,6 +303,11 @@ def evaluate(
     needs_builtin = any(isinstance(r.spec, str) and not r.name.startswith(("pat_", "toy_")) for r in refs)
     tm = _task_manager(needs_builtin)
     check_datasets_available(refs, tm)
+    if isinstance(model_or_path, (str, os.PathLike)):
+        folder = check_model_folder(model_or_path, accept_run_folder=True)
+        if folder is not None and folder != Path(model_or_path).expanduser():
+            print(f"[pat_lite] evaluating {folder}, the merged model of the run folder {model_or_path}")
+        model_or_path = folder if folder is not None else str(model_or_path)
 
     was_training = None
     if isinstance(model_or_path, (str, os.PathLike)):
