@@ -94,6 +94,7 @@ def test_eval_takes_the_model_as_an_option_or_an_argument_but_not_both(capsys):
     assert "give the checkpoint once" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two fresh processes importing torch, transformers and peft
 def test_the_installed_command_prints_exactly_one_line(tmp_path):
     """End to end, in a fresh process: stderr holds the error line and nothing else (no warnings either)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"}

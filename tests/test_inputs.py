@@ -263,13 +263,20 @@ def test_evaluation_refuses_a_limit_that_is_not_positive(limit, finished_run):
         evaluate(str(finished_run / "merged"), tasks="toy", toy_dir=TOY_FIXTURES, limit=limit)
 
 
-def test_evaluation_of_an_unknown_task_lists_the_valid_names(finished_run):
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("pat_arc_chalenge", "pat_arc_challenge"),  # this project's tasks only: fast
+        pytest.param("arc_chalenge", "arc_challenge", marks=pytest.mark.slow),  # indexes all of lm-eval's
+    ],
+)
+def test_evaluation_of_an_unknown_task_lists_the_valid_names(typo, meant, finished_run):
     message = (
-        r"unknown evaluation task 'arc_chalenge': did you mean arc_challenge.*"
+        rf"unknown evaluation task '{typo}': did you mean {meant}.*"
         r"give toy, paper14, one of the paper's tasks \(ARC-C, ARC-E"
     )
     with pytest.raises(ConfigError, match=message):
-        evaluate(str(finished_run / "merged"), tasks="arc_chalenge", limit=2)
+        evaluate(str(finished_run / "merged"), tasks=typo, limit=2)
 
 
 def test_a_run_folder_is_evaluated_through_its_merged_model(finished_run, tmp_path, capsys):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from accelerate import PartialState
-from transformers import TrainerState, set_seed
+from transformers import set_seed
 
 from pat_lite.core.attach import get_pat, has_pat
 from pat_lite.core.mask import kept_channels
@@ -32,7 +32,6 @@ from pat_lite.training.config import TrainConfig, load_train_config, training_ar
 from pat_lite.training.run_folder import (
     RUN_CONFIG,
     SUMMARY,
-    TRAINER_STATE,
     RunPlan,
     commit_run,
     last_complete_checkpoint,
@@ -97,8 +96,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         # would train one step past max_steps if asked to resume from it, so load it instead.
         if is_main:
             print(f"[pat_lite] training had finished at {plan.resume_from.name}; saving its results")
-        trainer._load_from_checkpoint(str(plan.resume_from))
-        trainer.state = TrainerState.load_from_json(str(plan.resume_from / TRAINER_STATE))
+        trainer.load_final_checkpoint(plan.resume_from)
     else:
         trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
     return finish_run(cfg, plan, trainer, model, tokenizer)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from transformers.trainer import TRAINER_STATE_NAME
 
 from pat_lite.training.config import TrainConfig
 from pat_lite.training.trainer import PAT_STATE
@@ -36,7 +37,6 @@ from pat_lite.utils.errors import RunFolderError
 
 SUMMARY = "train_summary.json"
 RUN_CONFIG = "run_config.yaml"
-TRAINER_STATE = "trainer_state.json"
 #: Settings that do not change what a run computes; a run that differs only in these is the same run.
 NOT_RECORDED = ("overwrite_output_dir",)
 
@@ -73,7 +73,7 @@ def checkpoint_step(checkpoint: Path) -> int:
 def read_trainer_state(checkpoint: Path) -> dict[str, Any] | None:
     """The checkpoint's trainer_state.json (written last by the Trainer), or None if it is incomplete."""
     try:
-        state = json.loads((checkpoint / TRAINER_STATE).read_text())
+        state = json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) and "global_step" in state else None
