@@ -87,6 +87,12 @@ class PATTrainer(Trainer):
             )
         return super().create_optimizer(model)
 
+    def load_final_checkpoint(self, checkpoint: str | os.PathLike) -> None:
+        """Take weights, PAT state and trainer state from a checkpoint saved at the last step, without
+        training: `train(resume_from_checkpoint=...)` from there would run one step past max_steps."""
+        self._load_from_checkpoint(str(checkpoint))
+        self.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log, not an evaluation one
             for name, values in self._terms.items():
@@ -106,12 +112,6 @@ class PATTrainer(Trainer):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if has_pat(model or self.model):
             load_pat_state(model or self.model, resume_from_checkpoint)
-
-    def load_final_checkpoint(self, checkpoint: str | os.PathLike) -> None:
-        """Take weights, PAT state and trainer state from a checkpoint saved at the last step, without
-        training: `train(resume_from_checkpoint=...)` from there would run one step past max_steps."""
-        self._load_from_checkpoint(str(checkpoint))
-        self.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
 
 
 def save_pat_state(model: torch.nn.Module, directory: str | os.PathLike) -> None:
