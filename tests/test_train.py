@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from tiny_models import tiny_checkpoint, write_instruction_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from pat_lite.core.mask import gate_offset, gate_temperature
-from pat_lite.training.config import load_train_config
+from pat_lite.training.config import load_train_config, training_arguments
 from pat_lite.training.run import last_complete_checkpoint, train
 from pat_lite.training.trainer import PAT_STATE
 
@@ -187,3 +188,21 @@ def test_ddp_on_two_cpu_processes_ends_with_the_same_mask_on_both_ranks(assets, 
 def test_yaml_off_means_the_identity_loss_variant_off():
     # YAML 1.1 reads a bare `off` as False; the PAT section must still mean the variant "off".
     assert load_train_config(None, ["pat.identity_loss=off"]).pat_config.identity_loss == "off"
+
+
+def test_pinned_memory_only_with_cuda_and_progress_not_left_to_the_logger_level():
+    args = training_arguments(load_train_config("tiny", ["report_to=[]"]))
+    assert args.dataloader_pin_memory is torch.cuda.is_available()  # torch warns when pinning without one
+    assert args.disable_tqdm is False
+
+
+def test_progress_false_drops_the_trainers_live_progress_bar_and_nothing_else(assets, tmp_path, capfd):
+    bar = re.compile(r"100%\|[^|\n]*\| 2/2 \[")  # the Trainer's bar over max_steps=2; other bars have more
+    loud = train(settings(assets, tmp_path / "loud", max_steps=2, lora_dropout=0.0))
+    assert bar.search(capfd.readouterr().err)
+    quiet = train(settings(assets, tmp_path / "quiet", max_steps=2, lora_dropout=0.0), progress=False)
+    assert not bar.search(capfd.readouterr().err)
+    assert quiet.summary["active_channels"] == loud.summary["active_channels"]
+    assert torch.equal(
+        pat_state(quiet.output_dir)["mask.proxies"], pat_state(loud.output_dir)["mask.proxies"]
+    )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from transformers import TrainingArguments
 
@@ -134,4 +135,9 @@ def training_arguments(cfg: TrainConfig) -> TrainingArguments:
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=cfg.dataloader_num_workers,
+        # Pinned host memory only helps copies to a CUDA device; without one torch warns on every run.
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Live progress is `train(progress=...)`'s choice; left unset, a quiet transformers logger would
+        # swap the progress bar for a line of printed log dicts per logging step.
+        disable_tqdm=False,
     )

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 from transformers import set_seed
+from transformers.trainer import DEFAULT_PROGRESS_CALLBACK
+from transformers.trainer_callback import PrinterCallback
 
 from pat_lite.core.attach import get_pat, has_pat
 from pat_lite.core.mask import kept_channels
@@ -96,10 +98,12 @@ class TrainResult:
     log_history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
+def train(cfg: TrainConfig, callbacks: list | None = None, progress: bool = True) -> TrainResult:
     """Tune (PAT or LoRA), save the adapter state, merge into the smaller model and save it.
 
     Restarting an interrupted run with the same settings resumes it from its last complete checkpoint.
+    `progress=False` drops the Trainer's live progress bar (in a notebook: a growing table of losses), for
+    runs whose log is shown afterwards; it changes nothing else.
     """
     args = training_arguments(cfg)
     is_main = args.process_index == 0
@@ -120,6 +124,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         callbacks=callbacks,
         mask_lr_multiplier=cfg.mask_lr_multiplier,
     )
+    if not progress:
+        for live in (DEFAULT_PROGRESS_CALLBACK, PrinterCallback):
+            trainer.remove_callback(live)
     if resume_from is not None and is_main:
         print(f"[pat_lite] resuming from {resume_from}")
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -197,7 +204,9 @@ def _kept_record(model, merged) -> dict[str, Any]:
     return record
 
 
-def pat_train(config: str | os.PathLike | None = None, **overrides: Any) -> TrainResult:
+def pat_train(
+    config: str | os.PathLike | None = None, progress: bool = True, **overrides: Any
+) -> TrainResult:
     """Notebook entry point: `pat_train("tiny", max_steps=50, output_dir="runs/x")`."""
     texts = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
-    return train(load_train_config(config, texts))
+    return train(load_train_config(config, texts), progress=progress)
