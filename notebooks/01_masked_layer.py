@@ -336,6 +336,8 @@ axes[1].set_title("active channels")
 axes[1].legend()
 axes[2].hist(proxies.detach().numpy(), bins=20)
 axes[2].set_title(r"final $W_M$: two clusters near $\pm 0.5$")
+axes[2].set_xlabel(r"$W_M$")
+axes[2].set_ylabel("channels")
 for ax in axes[:2]:
     ax.set_xlabel("optimisation step")
 fig.tight_layout()
@@ -420,8 +422,8 @@ print("PAT losses at step 0:", {k: round(v.item(), 4) for k, v in pat_losses(blo
 # - readers q, k, v, gate, up, `lm_head`: $W' = W[:, K]$ (keep the input columns $K$);
 # - RMSNorm: $g' = g[K]\sqrt{d/d'}$ and $\varepsilon' = \varepsilon\, d/d'$ (§1 above).
 #
-# Its core computes exactly this table, one weight at a time (`merge_pat` around it merges LoRA first, builds
-# the narrower config and loads these weights into a fresh model of the same class):
+# Its core computes exactly these formulas, one weight at a time (`merge_pat` around it merges LoRA first,
+# builds the narrower config and loads these weights into a fresh model of the same class):
 
 # %%
 show_source(merged_state_dict)

@@ -37,6 +37,7 @@ save_steps = 50  # checkpoints every save_steps (each holds pat_state.safetensor
 max_train_samples = None  # cap the training set (None: the recipe's)
 prompt = None  # None: a question from the toy world (tiny model) or a general instruction
 max_new_tokens = 40
+eval_limit = None  # held-out toy questions per family in the last table (None: all 200)
 output_dir = "artifacts/nb02"
 
 # %%
@@ -249,23 +250,21 @@ print("files:", sorted(p.name for p in result.merged_dir.iterdir()))
 
 # %%
 if model_used == "tiny":
-    from pat_lite.data.toyworld import load_toy_eval
+    from pat_lite.data.toyworld import FAMILIES, load_toy_eval
     from pat_lite.evaluation.mc import multiple_choice_accuracy
     from pat_lite.models.tinybase import load_tiny_base
 
-    items = load_toy_eval()
+    items = [item for family in FAMILIES for item in load_toy_eval(family)[:eval_limit]]
     dense_model, dense_tok = load_tiny_base()
+    models = {
+        f"dense base, d = {dense_model.config.hidden_size} (%)": (dense_model, dense_tok),
+        f"PAT merged, d = {reloaded.config.hidden_size} (%)": (reloaded, reloaded_tok),
+    }
     table = pd.DataFrame(
-        {
-            f"dense base, d = {dense_model.config.hidden_size} (%)": multiple_choice_accuracy(
-                dense_model, dense_tok, items
-            )["per_family"],
-            f"PAT merged, d = {merged.config.hidden_size} (%)": multiple_choice_accuracy(
-                reloaded, reloaded_tok, items
-            )["per_family"],
-        }
+        {name: multiple_choice_accuracy(*pair, items)["per_family"] for name, pair in models.items()}
     )
     table.loc["average"] = table.mean()
+    print(f"{len(items)} held-out questions, {len(items) // len(FAMILIES)} per family")
     display((100 * table).round(1))
 else:
     print("see notebook 04 for the lm-eval evaluation of this checkpoint:", result.merged_dir)

@@ -166,8 +166,9 @@ display(fig)
 # "B. Paris"; a small model that never learned the lettered format replies with a sentence, and the protocol
 # then picks whatever valid capital letter that sentence happens to contain — the "B" of a name — or finds
 # none and counts the answer as **wrong** (an invalid answer is not a guess). So accuracy can sit far below
-# chance, for the dense model as well, even when log-likelihood scoring shows it knows every fact. Below:
-# how often each model answered in the letter form, and a few of its answers.
+# chance, for the dense model as well, even when log-likelihood scoring shows it knows every fact. The toy
+# tuning data contain lettered questions too, so LoRA and PAT can learn the form given enough steps. Below:
+# how often each model answered in the letter form, and a few of the dense model's answers.
 
 # %%
 if "paper" in scorings:

@@ -30,7 +30,7 @@
 # We run the same ablations on the embedded tiny model (hidden 128, pre-trained on an invented world), plus
 # two knobs the paper fixes: the **pruning ratio** and the **HIO rank** $r$. Accuracy is the log-likelihood
 # multiple-choice score on the held-out toy facts (the fast scorer `pat_lite.evaluation.mc`; notebook 04
-# uses lm-eval), in percent; a uniform guess among the four choices scores 25 %.
+# uses lm-eval), in percent.
 
 # %% tags=["parameters"]
 base_model = "tiny"
@@ -47,7 +47,7 @@ import pandas as pd
 from IPython.display import display
 
 from pat_lite.data.toyworld import load_toy_eval
-from pat_lite.evaluation.mc import multiple_choice_accuracy
+from pat_lite.evaluation.mc import chance_accuracy, multiple_choice_accuracy
 from pat_lite.study import ablation_report as report
 from pat_lite.study.notebook import setup
 from pat_lite.study.plots import mask_outcome, quiet_mask_count_warning
@@ -58,6 +58,7 @@ for item in load_toy_eval():
     families.setdefault(item["family"], []).append(item)
 items = [it for fam in families.values() for it in (fam[:eval_limit] if eval_limit else fam)]
 print(f"{len(items)} held-out questions from {len(families)} families: {', '.join(families)}")
+print(f"a uniform guess among each question's choices scores {100 * chance_accuracy(items):.0f} %")
 
 # %% [markdown]
 # ## The runs

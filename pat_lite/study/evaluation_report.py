@@ -112,7 +112,7 @@ def plot_accuracy(table: pd.DataFrame, chance: Mapping[str, float] | None = None
         for k, model in enumerate(table.columns):
             bars = ax.bar([i + (k - (len(table.columns) - 1) / 2) * width for i in x], part[model], width,
                           label=model)  # fmt: skip
-            ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
+            ax.bar_label(bars, fmt=_percent, fontsize=7, padding=1)
         if chance:
             marks = [(i, chance[task]) for i, task in enumerate(part.index) if task in chance]
             for n, (i, level) in enumerate(marks):
@@ -124,12 +124,17 @@ def plot_accuracy(table: pd.DataFrame, chance: Mapping[str, float] | None = None
         ax.set_title(f"scoring: {scoring}")
     handles, labels = axes[0].get_legend_handles_labels()
     order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("chance"))  # the models first
-    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center", ncol=len(labels),
-               bbox_to_anchor=(0.5, 1.0))  # fmt: skip
     if title:
-        fig.suptitle(title, y=0.92)
-    fig.tight_layout(rect=(0, 0, 1, 0.88 if title else 0.92))
+        fig.suptitle(title, y=0.99)
+    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center", ncol=len(labels),
+               bbox_to_anchor=(0.5, 0.94 if title else 1.0))  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 1, 0.86 if title else 0.92))
     return fig
+
+
+def _percent(value: float) -> str:
+    """A bar's label: 100, 75, 12.5 (no trailing .0, and 12.5 not rounded to 12)."""
+    return f"{value:.0f}" if value == round(value) else f"{value:.1f}"
 
 
 # ------------------------------------------------------------------------------------------- paper table
@@ -172,12 +177,13 @@ def plot_paper_comparison(frame: pd.DataFrame):
     notes = frame["note"].tolist()[::-1]
     for y, (ratio, note) in enumerate(zip(ratios, notes, strict=True)):
         if math.isnan(ratio):
-            ax.text(0.02, y, note, va="center", fontsize=8, color="dimgrey")
+            ax.text(0.02, y, note, va="center", fontsize=8, color="dimgrey", bbox={"color": "white"})
         else:
             ax.barh(y, ratio, color="tab:blue")
             ax.text(ratio + 0.02, y, f"{ratio:.2f}", va="center", fontsize=8)
     ax.axvline(1.0, color="grey", ls="--", lw=1)
     ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(-0.6, len(labels) - 0.4)  # room for a row without a bar at either end
     finite = [r for r in ratios if not math.isnan(r)]
     ax.set_xlim(0, max([1.25, *[r + 0.2 for r in finite]]))
     ax.set_xlabel("PAT 25 % accuracy / LoRA accuracy (1 = no loss from pruning)")
