@@ -46,18 +46,15 @@ output_dir = "artifacts/nb05"
 import pandas as pd
 from IPython.display import display
 
-from pat_lite.data.toyworld import load_toy_eval
+from pat_lite.data.toyworld import FAMILIES, load_toy_eval
 from pat_lite.evaluation.mc import chance_accuracy, multiple_choice_accuracy
 from pat_lite.study import ablation_report as report
 from pat_lite.study.notebook import setup
 from pat_lite.study.plots import mask_outcome, quiet_mask_count_warning
 
 OUT = setup(output_dir)
-families = {}
-for item in load_toy_eval():
-    families.setdefault(item["family"], []).append(item)
-items = [it for fam in families.values() for it in (fam[:eval_limit] if eval_limit else fam)]
-print(f"{len(items)} held-out questions from {len(families)} families: {', '.join(families)}")
+items = [item for family in FAMILIES for item in load_toy_eval(family)[:eval_limit]]
+print(f"{len(items)} held-out questions from {len(FAMILIES)} families: {', '.join(FAMILIES)}")
 print(f"a uniform guess among each question's choices scores {100 * chance_accuracy(items):.0f} %")
 
 # %% [markdown]
@@ -127,7 +124,7 @@ display(fig)
 
 # %%
 full = runs[(runs["variant"] == "full PAT") & (runs["ratio"] == ratios[0])].sort_values("rank")
-display(full[["rank", "HIO parameters", "accuracy (%)", "final lm loss"]].round(3))
+display(full.set_index("rank")[["HIO parameters", "accuracy (%)", "final lm loss"]].round(3))
 fig = report.plot_ratio_and_rank(runs, ratios[0], default_rank, dense_accuracy)
 fig.savefig(OUT / "ratio_rank.png")
 display(fig)

@@ -166,11 +166,12 @@ def test_ablation_figures_put_ticks_at_the_values_that_were_run():
     assert [t.get_text() for t in ratio_ax.get_xticklabels()] == ["25%", "30%"]
     assert [t.get_text() for t in rank_ax.get_xticklabels()] == ["2", "8", "16"]
     table2 = ablation_report.plot_table2(ablation_report.table2_side_by_side(runs, 8), dense_accuracy=99.0)
-    assert len(table2.legends) == 1
+    assert [t.get_text() for t in table2.legends[0].texts][-1] == "dense base, untuned"
     logs = {name: pd.DataFrame({"step": [5, 10], "active_channels": [90, 96], "lm_loss": [2.0, 1.5]})
             for name in runs["run"]}  # fmt: skip
     curves = ablation_report.plot_ablation_curves(runs, logs, ratio=0.25, rank=8)
     assert len(curves.axes[0].lines) == 3 + 1  # three variants and the target line
+    assert curves.axes[1].get_yscale() == "linear"  # 2.0 -> 1.5 needs no log axis
 
 
 def test_one_ablation_run_trains_merges_and_scores_the_merged_model(tmp_path):

@@ -123,9 +123,10 @@ def plot_table2(side: pd.DataFrame, dense_accuracy: float | None = None):
         _bars(ax, frame.droplevel(0).T)
         ax.set_title(source)
         ax.set_ylim(0, 110)
-    if dense_accuracy is not None:
-        axes[0].axhline(dense_accuracy, color="grey", ls="--", lw=1, label="dense base, untuned")
     handles, labels = axes[0].get_legend_handles_labels()
+    if dense_accuracy is not None:  # after the bars, so the legend lists the variants first
+        handles.append(axes[0].axhline(dense_accuracy, color="grey", ls="--", lw=1))
+        labels.append("dense base, untuned")
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.92))
     return fig
@@ -146,7 +147,9 @@ def plot_ablation_curves(runs: pd.DataFrame, logs: dict[str, pd.DataFrame], rati
         channels.axhline(chosen["target"].iloc[0], color="grey", ls="--", lw=1, label="target")
     channels.set_title(f"active channels (W_M > 0), ratio {ratio:.0%}")
     loss.set_title("instruction loss (response tokens)")
-    loss.set_yscale("log")
+    values = [float(v) for name in chosen["run"] for v in logs[name]["lm_loss"]]
+    if values and max(values) > 10 * min(values):  # a log axis only where the loss spans decades
+        loss.set_yscale("log")
     for ax in (channels, loss):
         ax.set_xlabel("training step")
         ax.legend()
@@ -173,6 +176,7 @@ def plot_ratio_and_rank(runs: pd.DataFrame, ratio: float, rank: int, dense_accur
         ax.set_xlim(-0.5, len(frame) - 0.5)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 105)
         ax.set_title(title)
         if dense_accuracy is not None:
             ax.axhline(dense_accuracy, color="grey", ls="--", lw=1, label="dense base, untuned")
