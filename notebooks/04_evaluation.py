@@ -121,7 +121,9 @@ for name, path in models.items():
 # ## Accuracy with lm-eval
 #
 # The datasets are checked before any model work; the paper scoring goes first, since its check needs only
-# this project's task YAMLs while lm-eval's full task index (for `loglik`) takes a while to build.
+# this project's task YAMLs while lm-eval's full task index (for `loglik`) takes a while to build. The cell
+# prints each model's average as its evaluation finishes, then the report `pat_lite.evaluation.lmeval` writes
+# for PAT: per task the number of documents, the accuracy and its standard error.
 
 # %%
 task_set = tasks

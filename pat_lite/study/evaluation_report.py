@@ -1,5 +1,6 @@
-"""Tables and figures of notebook 04: dense vs LoRA vs PAT accuracy under both scorings, beside the paper's
-numbers, and the speed benchmark's measured vs ideal speedups (docs/method.md §9).
+"""Tables and figures of notebook 04: dense vs LoRA vs PAT accuracy under both scorings, chance levels and
+the answer form the paper's scoring needs, our numbers beside the paper's (docs/method.md §9), the ideal
+speedups of the paper's models, and whether a benchmark run is timing-grade.
 
 `results` below is what notebook 04 collects: {(model name, scoring): `pat_lite.evaluation.lmeval.evaluate`
 output}. Accuracies are in percent. Chance and answer-form figures need `evaluate(..., log_samples=True)`.
@@ -233,8 +234,9 @@ def timing_grade_note(rows: Sequence[dict[str, Any]]) -> str:
         reasons.append(f"the machine was busy (load average {dense['loadavg_1m']:.1f} on {cores} cores)")
     if reasons:
         return (
-            "**Not timing-grade:** " + "; ".join(reasons) + ". These rows show that the benchmark runs; they "
-            "do not test the 1.33× claim (the notebook's default parameters do)."
+            "**Not timing-grade:** " + "; ".join(reasons) + ". These rows show that the benchmark runs, not "
+            "what the narrower width buys: for that, run with the notebook's default parameters on an idle "
+            "machine."
         )
     return (
         f"Timing: median of {dense['repeats']} interleaved repeats per model after warm-up, "

@@ -20,7 +20,8 @@ def training_log_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 def plot_training_log(log_history: list[dict[str, Any]], target_width: int | None = None):
     """Three panels: every loss term (log scale), active channels against the target, and the gate
-    schedule τ (log scale) with β. Returns the matplotlib Figure; a plain LoRA log fills the first only."""
+    schedule: τ (left axis, log scale when it spans more than a factor 20) and β on its own fixed [0, 0.5]
+    axis. Returns a bare matplotlib Figure; a plain LoRA log fills the first panel only."""
     from matplotlib.figure import Figure  # not pyplot: the caller decides where the figure goes
 
     rows = training_log_rows(log_history)
