@@ -135,7 +135,7 @@ plt.show()
 # - $s \in \mathbb{R}^d$ is a per-channel scale (starts at 1); $M \in \mathbb{R}^d$ the global mask.
 #
 # In `pat_lite` the forward pass is these few lines (it never forms the $d \times d$ matrix $D$; the
-# optional rank scale $v$ belongs to the paper's identity-loss variant, §5):
+# optional rank scale $v$ belongs to the paper's identity-loss variant, docs/method.md §5):
 
 # %%
 show_source(HSM.forward)
@@ -420,7 +420,7 @@ print("PAT losses at step 0:", {k: round(v.item(), 4) for k, v in pat_losses(blo
 # - writers `o_proj`, `down_proj`: $W' = (A\,D\,W)[K, :]$ (fold the HSM, keep the rows $K$);
 # - embedding $E$ (vocab × d): $E' = (E\,D^\top A)[:, K]$;
 # - readers q, k, v, gate, up, `lm_head`: $W' = W[:, K]$ (keep the input columns $K$);
-# - RMSNorm: $g' = g[K]\sqrt{d/d'}$ and $\varepsilon' = \varepsilon\, d/d'$ (§1 above).
+# - RMSNorm: $g' = g[K]\sqrt{d/d'}$ and $\varepsilon' = \varepsilon\, d/d'$ (section 1 above).
 #
 # Its core computes exactly these formulas, one weight at a time (`merge_pat` around it merges LoRA first,
 # builds the narrower config and loads these weights into a fresh model of the same class):

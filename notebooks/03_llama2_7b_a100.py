@@ -24,7 +24,7 @@
 # | data | LaMini-instruction, random 50 % (~1.3 M rows), Alpaca template, 256 tokens |
 # | schedule | 3 epochs, lr 5e-5 cosine, 100 warm-up steps, batch 128, AdamW, max grad norm 0.3, bf16 |
 # | LoRA | r 20, alpha 4, dropout 0.05, every linear layer except `lm_head` |
-# | PAT | $N_\text{target}$ = 3072, HIO rank 200, $s_0$ = 1/3 of the steps, mask lr × 10 |
+# | PAT | $N_\text{target}$ = 3072, HIO rank 200, $s_0$ = 1/3 of the steps, mask lr: `mask_lr_multiplier` |
 #
 # It checks the hardware first and states the expected time and memory. With the smoke parameters
 # (`notebooks/smoke.yaml`), or without a suitable GPU or the weights, every cell runs on the embedded tiny
@@ -146,9 +146,9 @@ else:
 # %%
 batch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * max(1, torch.cuda.device_count())
 shown = (
-    "model data data_fraction max_length method pat lora_r lora_alpha learning_rate lr_scheduler_type "
-    "warmup_steps num_train_epochs max_steps per_device_train_batch_size gradient_accumulation_steps bf16 "
-    "gradient_checkpointing optim"
+    "model data data_fraction max_length method pat lora_r lora_alpha learning_rate mask_lr_multiplier "
+    "lr_scheduler_type warmup_steps num_train_epochs max_steps per_device_train_batch_size "
+    "gradient_accumulation_steps bf16 gradient_checkpointing optim"
 ).split()
 table = pd.Series({key: getattr(cfg, key) for key in shown} | {"global batch": batch}, dtype=object)
 display(table.to_frame("value"))
