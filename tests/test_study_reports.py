@@ -230,6 +230,7 @@ def test_training_log_plot_keeps_beta_on_its_own_fixed_axis():
     log = [{"loss": 1.0, "step": s, "lm_loss": 1.0, "tau": 1.0 + s / 10, "beta": max(0.5 - s / 4, 0.0),
             "active_channels": 96.0} for s in (1, 2, 3)]  # fmt: skip
     fig = plots.plot_training_log(log + [{"train_runtime": 1.0, "step": 3}], target_width=96)
-    schedule, offset = fig.axes[2], fig.axes[3]
+    by_label = {ax.get_ylabel(): ax for ax in fig.axes}
+    schedule, offset = by_label["temperature tau"], by_label["offset beta"]
     assert schedule.get_yscale() == "linear"  # tau barely moved: no log axis with 4×10^0 ticks
     assert offset.get_ylim() == pytest.approx((-0.02, 0.52))
