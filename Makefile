@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv demo test lint lab bench clean
+.PHONY: venv demo test lint lab sync bench clean
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,15 @@ lint: venv
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks
+
+## Notebooks are jupytext pairs (notebooks/jupytext.toml): after editing a .py, or a notebook in JupyterLab,
+## bring the newer side over, format the .py with ruff, update the .ipynb from it and clear its outputs.
+NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
+sync: venv
+	$(PY) -m jupytext --sync $(NOTEBOOKS)
+	$(PY) -m ruff format notebooks
+	$(PY) -m jupytext --sync $(NOTEBOOKS:.ipynb=.py)
+	$(PY) -m nbconvert --clear-output --inplace $(NOTEBOOKS)
 
 bench: venv
 	$(PY) -m pat_lite.cli bench --preset-file configs/bench/tinyllama-cpu.yaml --out artifacts/bench

@@ -1,1 +1,2 @@
-"""End-to-end runs built on every other layer: the offline demo and the figures of a training run."""
+"""End-to-end runs built on every other layer: the offline demo, and what the notebooks show (their setup,
+pat_lite's source on the page, the tables and figures of training runs, evaluations and ablations)."""

@@ -260,4 +260,9 @@ def _training_arguments(cfg: TrainConfig, output_dir: str) -> TrainingArguments:
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=cfg.dataloader_num_workers,
+        # Pinned host memory only helps copies to a CUDA device; without one torch warns on every run.
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Live progress is `train(progress=...)`'s choice; left unset, a quiet transformers logger would
+        # swap the progress bar for a line of printed log dicts per logging step.
+        disable_tqdm=False,
     )
