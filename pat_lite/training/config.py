@@ -19,8 +19,8 @@ from pat_lite.resources import configs_dir, recipe_names
 class TrainConfig:
     """One training run. Defaults are the paper's recipe (§7); `configs/*.yaml` override them."""
 
-    model: str = "tiny"  # "tiny" (the embedded base), a hub name or a local checkpoint
-    data: str = "toy"  # "toy", "lamini" (hub) or a local LaMini-style file
+    model: str = "tiny"  # "tiny" (the embedded base), "smollm2-135m", a hub name or a local checkpoint
+    data: str = "toy"  # "toy", "realtext" (CPython's docs), "lamini" (hub) or a local LaMini-style file
     data_fraction: float = 0.5  # the paper's random 50 % of LaMini (seed 42)
     max_train_samples: int | None = None
     max_length: int = 256
