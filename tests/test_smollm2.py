@@ -19,7 +19,12 @@ import torch
 
 from pat_lite.models import loading, smollm2
 
-TOLERANCE = 1e-4  # fp32, max |logit difference| between the tuned and the merged model
+#: fp32, max |logit difference| between the tuned and the merged model on SmolLM2's real weights. The tiny
+#: test models meet 1e-4 (tests/test_merge.py); this 30-layer model with massive activations (|h| ~ 8e3 at
+#: the first position) does not reliably: the same tuned model gives logits up to ~3e-4 apart for the same
+#: sequence alone or in a batch, the untouched dense model 7e-5, and the merged-vs-tuned difference measured
+#: 3e-5 .. 2e-3 over 30 random draws (prompts x seeds). A wrong fold or slice moves logits by > 0.1.
+TOLERANCE = 1e-3
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -224,13 +229,16 @@ def test_pat_merges_the_real_weights_576_to_432_exactly(smol, converted, tmp_pat
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
     _randomise(model)
     model.eval()
-    batch = tokenizer(
-        ["The capital of France is", "def fibonacci(n):\n    return"], return_tensors="pt", padding=True
-    )
+    prompts = ["The capital of France is", "def fibonacci(n):\n    return", "Explain the `with` statement."]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    valid = batch["attention_mask"].bool()
     with torch.no_grad():
         tuned = model(**batch).logits
         dense = base(**batch).logits
-    assert (tuned - dense).abs().max() > 1.0, "the random PAT/LoRA values must change the model"
+        # fp32 noise: the same tuned model, each prompt alone instead of in the batch
+        alone = [model(**tokenizer(p, return_tensors="pt")).logits[0] for p in prompts]
+    noise = max((tuned[i, : len(a)] - a).abs().max().item() for i, a in enumerate(alone))
+    assert (tuned - dense)[valid].abs().max() > 1.0, "the random PAT/LoRA values must change the model"
 
     merged = merge_pat(model)
     assert merged.config.hidden_size == 432 and merged.config.tie_word_embeddings is False
@@ -240,8 +248,8 @@ def test_pat_merges_the_real_weights_576_to_432_exactly(smol, converted, tmp_pat
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
     with torch.no_grad():
         got = reloaded(**batch).logits
-    delta = (got - tuned).abs().max().item()
-    print(f"\nreal-weight merge 576 -> 432: max |logit difference| = {delta:.2e}")
+    delta = (got - tuned)[valid].abs().max().item()
+    print(f"\nmerge 576 -> 432 on real weights: max |logit diff| {delta:.2e}, fp32 noise {noise:.2e}")
     assert delta <= TOLERANCE
 
     prompt = tokenizer("The capital of France is", return_tensors="pt")
@@ -249,7 +257,7 @@ def test_pat_merges_the_real_weights_576_to_432_exactly(smol, converted, tmp_pat
         from_reloaded = reloaded.generate(**prompt, max_new_tokens=6, do_sample=False)
         from_tuned = model.generate(**prompt, max_new_tokens=6, do_sample=False)
     assert from_reloaded.shape[1] == prompt["input_ids"].shape[1] + 6
-    assert from_reloaded.tolist() == from_tuned.tolist()
+    assert from_reloaded.tolist() == from_tuned.tolist()  # greedy decoding: the same tokens
 
 
 @pytest.mark.slow
@@ -257,7 +265,14 @@ def test_the_smollm2_recipe_trains_merges_and_saves_a_plain_432_wide_model(conve
     """The CI smoke run: `pat-lite train --config smollm2 max_steps=3`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    env = {**os.environ, "PAT_LITE_CACHE": str(converted["cache"]), "HF_HUB_OFFLINE": "1"}
+    # one thread, as everywhere in the tests: on a shared 2-core machine two threads of a process that
+    # does not get both cores wait on each other
+    env = {
+        **os.environ,
+        "PAT_LITE_CACHE": str(converted["cache"]),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     command = [
         sys.executable, "-m", "pat_lite.cli", "train", "--config", "smollm2", "max_steps=3",
         f"output_dir={tmp_path / 'run'}", "report_to=[]",

@@ -126,8 +126,9 @@ def _clean_config_value(value):
 def _plain_model(gguf_model):
     """Copy the GGUF-loaded model into a fresh ``LlamaForCausalLM`` whose config has no quantization marker
     (transformers refuses to save a model "quantized with gguf", although the weights are plain float32)."""
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
+    from transformers import LlamaConfig
+
+    from pat_lite.core.merge import _empty_model
 
     values = gguf_model.config.to_dict()
     for key in (
@@ -140,10 +141,14 @@ def _plain_model(gguf_model):
         values.pop(key, None)
     values = {k: _clean_config_value(v) for k, v in values.items()}
     config = LlamaConfig(**values)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    state = gguf_model.state_dict()
-    model.load_state_dict(state, strict=False, assign=True)  # tied lm_head has no entry of its own
+    model = _empty_model(gguf_model, config)  # same class, float32, no time spent on random init
+    result = model.load_state_dict(gguf_model.state_dict(), strict=False)
+    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
+    if set(result.missing_keys) - tied or result.unexpected_keys:
+        raise RuntimeError(
+            f"the GGUF model does not fit a fresh LlamaForCausalLM: missing {result.missing_keys}, "
+            f"unexpected {result.unexpected_keys}"
+        )
     model.tie_weights()
     model.generation_config = gguf_model.generation_config
     return model.eval()
