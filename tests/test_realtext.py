@@ -155,7 +155,6 @@ def test_load_instruction_data_knows_realtext(committed):
 
 
 # ------------------------------------------------------------------------------------- through lm-eval
-@pytest.mark.slow
 def test_realtext_tasks_report_perplexity_and_cloze_accuracy_through_lm_eval(tiny_base_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
