@@ -76,7 +76,7 @@ def _add_eval(sub: Any) -> None:
         description="Evaluate a saved or merged checkpoint with lm-evaluation-harness.",
     )
     p.add_argument("checkpoint", nargs="?", help="checkpoint directory (same as --model)")
-    p.add_argument("--model", help="checkpoint directory (a saved or merged HF model)")
+    p.add_argument("--model", help="checkpoint directory (a saved or merged HF model), smollm2-135m or tiny")
     p.add_argument(
         "--tasks", default="toy", help="toy | paper14 | realtext | comma-separated lm-eval task names"
     )
@@ -90,6 +90,7 @@ def _add_eval(sub: Any) -> None:
 
     def handler(args: argparse.Namespace) -> int:
         from pat_lite.evaluation.lmeval import evaluate, to_markdown
+        from pat_lite.models.loading import checkpoint_path
 
         if bool(args.checkpoint) == bool(args.model):
             p.error("give the checkpoint once: `pat-lite eval --model DIR` (or `pat-lite eval DIR`)")
@@ -101,7 +102,7 @@ def _add_eval(sub: Any) -> None:
             scorings = ("loglik",)  # perplexity and cloze have no lettered (paper) protocol
         for scoring in scorings:
             results = evaluate(
-                args.model or args.checkpoint,
+                checkpoint_path(args.model or args.checkpoint),
                 tasks=args.tasks,
                 scoring=scoring,
                 limit=limit,

@@ -193,3 +193,21 @@ def test_realtext_tasks_report_perplexity_and_cloze_accuracy_through_lm_eval(tin
 
     with pytest.raises(ValueError, match="log-likelihood only"):
         lmeval.evaluate(model, tokenizer, tasks="realtext", scoring="paper")
+
+
+def test_pat_lite_eval_runs_the_realtext_set_on_an_embedded_model_by_name(tiny_base_path, tmp_path, capsys):
+    from pat_lite.cli import main
+
+    assert (
+        main(["eval", "--model", "tiny", "--tasks", "realtext", "--limit", "2", "--out-dir", str(tmp_path)])
+        == 0
+    )
+    # "--scoring both" (the default) runs the log-likelihood scoring only: there is no lettered protocol
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "eval_realtext_loglik.json",
+        "eval_realtext_loglik.md",
+    ]
+    saved = json.loads((tmp_path / "eval_realtext_loglik.json").read_text())
+    assert saved["tasks"]["realtext_perplexity"]["metrics"]["word_perplexity"] > 1
+    assert str(tiny_base_path) in saved["model"]
+    assert "held-out cloze" in capsys.readouterr().out

@@ -69,6 +69,18 @@ def resolve_model(preferred: str) -> tuple[str, str]:
     return TINY_NAME, f"tiny: the embedded toy model ({why})"
 
 
+def checkpoint_path(name_or_path: str) -> str:
+    """The folder behind an embedded model's name ("tiny", "smollm2-135m"; built or converted on first use);
+    any other name or path is returned unchanged."""
+    if name_or_path == TINY_NAME:
+        from pat_lite.models.tinybase import build_tiny_base
+
+        return str(build_tiny_base())
+    if name_or_path == SMOLLM2_NAME:
+        return str(ensure_smollm2())
+    return name_or_path
+
+
 def load_model_and_tokenizer(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False):
     """`(model, tokenizer)` with stock Auto classes and safetensors.
 
@@ -77,12 +89,7 @@ def load_model_and_tokenizer(name_or_path: str, dtype: str = "float32", trust_re
     `pat_lite.models.smollm2`). Anything else goes to `from_pretrained`; offline and not cached, the error
     says how to get it. Remote code runs only when `trust_remote_code` is asked for.
     """
-    if name_or_path == TINY_NAME:
-        from pat_lite.models.tinybase import build_tiny_base
-
-        name_or_path = str(build_tiny_base())
-    elif name_or_path == SMOLLM2_NAME:
-        name_or_path = str(ensure_smollm2())
+    name_or_path = checkpoint_path(name_or_path)
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
