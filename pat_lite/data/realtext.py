@@ -119,7 +119,7 @@ def _hash(text: str) -> str:
 
 
 def split_of(unit: str) -> str:
-    """ "heldout" or "tune" for a unit name (hash rule, see the module docstring)."""
+    """The split of a unit (a topic or a module): "heldout" or "tune", by the hash rule above."""
     return "heldout" if _hash(f"realtext:{unit}")[0] in HELDOUT_DIGITS else "tune"
 
 
