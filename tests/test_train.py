@@ -173,7 +173,7 @@ def test_bad_settings_are_refused_with_a_hint():
         load_train_config("no-such-config")
 
 
-@pytest.mark.parametrize("name", ["tiny", "tinyllama", "llama2-7b-a100", "llama2-13b", "gemma-2b"])
+@pytest.mark.parametrize("name", ["tiny", "smollm2", "tinyllama", "llama2-7b-a100", "llama2-13b", "gemma-2b"])
 def test_shipped_configs_load(name):
     cfg = load_train_config(name)
     assert cfg.pat_config.pruning_ratio or cfg.pat_config.target_width

@@ -35,8 +35,8 @@ class TrainConfig:
     The annotations are the types every value is converted to (`pat_lite.utils.typed`); `VALUE_CHECKS`
     below holds the ranges. A new field needs only its line here (and a check, if it has a range)."""
 
-    model: str = "tiny"  # "tiny" (the embedded base), a hub name or a local checkpoint
-    data: str = "toy"  # "toy", "lamini" (hub) or a local LaMini-style file
+    model: str = "tiny"  # "tiny" (the embedded base), "smollm2-135m", a hub name or a local checkpoint
+    data: str = "toy"  # "toy", "realtext" (CPython's docs), "lamini" (hub) or a local LaMini-style file
     data_fraction: float = 0.5  # the paper's random 50 % of LaMini (seed 42)
     max_train_samples: int | None = None
     max_length: int = 256
