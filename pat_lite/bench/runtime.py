@@ -1,0 +1,165 @@
+"""How `pat-lite bench` runs a model: KV cache kind, torch.compile and weight layout (a `Runtime`).
+
+A runtime is written as `+`-joined words, e.g. `dynamic` (the default: eager, transformers' DynamicCache),
+`static`, `static+compile`, `dynamic+in_out`, `static+compile+in_out`:
+
+- `dynamic` / `static`: `DynamicCache` grows by `torch.cat` each step (copying the cache); `StaticCache`
+  is allocated once at T + N tokens, written in place, and attention reads every slot under a mask.
+- `compile`: the decode step (model forward on one token) goes through `torch.compile` (inductor).
+  Prefill stays eager: one prefill per request, and compiling it adds a graph per prompt length.
+- `in_out`: every Linear weight is stored transposed in memory — (in, out) contiguous, a column-major
+  view of the same (out, in) tensor, so the values and the model are unchanged. A batch-1 `F.linear` is a
+  matrix-vector product; with PyTorch's default (out, in) layout MKL walks one row of length `in` per
+  output, and its throughput drops as the rows get shorter (a narrower d shortens the rows of q/k/v,
+  gate/up and lm_head); with (in, out) it streams rows of length `out`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from pat_lite.bench.common import sync
+
+CACHES = ("dynamic", "static")
+LAYOUTS = ("out_in", "in_out")
+
+
+class RuntimeSpecError(ValueError):
+    """A runtime string `pat-lite bench` does not understand."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    cache: str = "dynamic"
+    compile: bool = False
+    weight_layout: str = "out_in"
+
+    @property
+    def name(self) -> str:
+        words = [self.cache] + ["compile"] * self.compile + ["in_out"] * (self.weight_layout == "in_out")
+        return "+".join(words)
+
+    @property
+    def expanded_kv(self) -> bool:
+        """Whether transformers repeats grouped KV heads to every head before attention in this runtime.
+
+        transformers 5's SDPA path packs grouped queries instead (no copy) in eager decode, and passes
+        `enable_gqa` when there is no mask (dynamic cache); only a masked (static-cache) call traced by
+        torch.compile falls back to `repeat_kv`."""
+        return self.compile and self.cache == "static"
+
+    @classmethod
+    def parse(cls, text: str | Runtime) -> Runtime:
+        """`Runtime` from e.g. "static+compile+in_out"; one line naming the bad word otherwise."""
+        if isinstance(text, Runtime):
+            return text
+        words = [w.strip() for w in str(text).split("+") if w.strip()]
+        cache, compiled, layout = "dynamic", False, "out_in"
+        caches = [w for w in words if w in CACHES]
+        for word in words:
+            if word not in (*CACHES, "compile", *LAYOUTS):
+                raise RuntimeSpecError(
+                    f"unknown runtime word {word!r} in {text!r}; use {' or '.join(CACHES)}, optionally "
+                    "+compile and +in_out (e.g. static+compile)"
+                )
+        if len(caches) > 1 or len(set(words)) != len(words):
+            raise RuntimeSpecError(f"runtime {text!r} names a cache or option twice")
+        if caches:
+            cache = caches[0]
+        compiled = "compile" in words
+        layout = "in_out" if "in_out" in words else "out_in"
+        return cls(cache, compiled, layout)
+
+
+def to_in_out_layout(model: torch.nn.Module) -> torch.nn.Module:
+    """Store every Linear weight (in, out)-contiguous, in place; values and shapes stay the same.
+
+    A tied lm_head shares its Parameter with the embedding, so both see the one re-laid tensor."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.weight.is_contiguous():
+                module.weight.data = module.weight.data.t().contiguous().t()
+    return model
+
+
+@contextlib.contextmanager
+def compile_settings(graphs_needed: int) -> Iterator[None]:
+    """Let dynamo keep one graph per (model, batch size) and fail loudly rather than fall back to eager.
+
+    Every model shares LlamaForCausalLM.forward's code object, so its default recompile limit (8) would
+    silently send later models to eager mode — which would time the wrong thing."""
+    import torch._dynamo.config as dynamo_config
+
+    limit = max(8, 2 * graphs_needed)
+    with dynamo_config.patch(
+        recompile_limit=limit,
+        accumulated_recompile_limit=max(256, 4 * limit),
+        fail_on_recompile_limit_hit=True,
+    ):
+        yield
+
+
+class Engine:
+    """One model under one runtime: prefill + greedy decode, timed (wall and process-CPU seconds)."""
+
+    def __init__(
+        self, model: torch.nn.Module, runtime: Runtime, context: int, decode_tokens: int, device: str
+    ):
+        self.model, self.runtime, self.device = model, runtime, device
+        self.max_len = context + decode_tokens
+        self.decode_tokens = decode_tokens
+        forward_params = inspect.signature(model.forward).parameters
+        self.cache_kw = "cache" if "cache" in forward_params else "past_key_values"
+        self.step = model
+        if runtime.compile:
+            # Static shapes with a static cache (one graph per batch size); a dynamic cache grows every step,
+            # so dynamo's automatic dynamic shapes decide.
+            self.step = torch.compile(model, dynamic=False if runtime.cache == "static" else None)
+        self._static_caches: dict[int, object] = {}
+        self.last_tokens: torch.Tensor | None = None
+
+    def _new_cache(self, batch_size: int):
+        from transformers import DynamicCache, StaticCache
+
+        config = self.model.config
+        if self.runtime.cache == "dynamic":
+            return DynamicCache(config=config)
+        cache = self._static_caches.get(batch_size)
+        if cache is None:  # allocated on first use, then reset: compiled graphs keep its buffers' addresses
+            cache = StaticCache(config=config, max_cache_len=self.max_len)
+            self._static_caches[batch_size] = cache
+        else:
+            cache.reset()
+        return cache
+
+    def generate_timed(self, ids: torch.Tensor) -> tuple[float, float, float, float]:
+        """(prefill+first-token wall, decode wall, prefill CPU, decode CPU) of one greedy generation.
+
+        CPU time (all threads of this process) does not count time spent descheduled, so on a CPU shared
+        with other jobs it is the steadier measure of work; wall time is what a user waits."""
+        device, kw = self.device, self.cache_kw
+        ids = ids % int(self.model.config.vocab_size)  # the floor model has a 64-token vocabulary
+        with torch.inference_mode():
+            cache = self._new_cache(ids.shape[0])
+            sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{kw: cache})
+            tok = out.logits[:, -1].argmax(-1, keepdim=True)
+            sync(device)
+            t1, c1 = time.perf_counter(), time.process_time()
+            tokens = [tok]
+            for _ in range(self.decode_tokens):
+                cache = getattr(out, "cache", None) or out.past_key_values
+                out = self.step(input_ids=tok, use_cache=True, logits_to_keep=1, **{kw: cache})
+                tok = out.logits[:, -1].argmax(-1, keepdim=True)
+                tokens.append(tok)
+            sync(device)
+            t2, c2 = time.perf_counter(), time.process_time()
+        self.last_tokens = torch.cat(tokens, dim=1)  # (batch, 1 + decode_tokens): what was generated
+        return t1 - t0, t2 - t1, c1 - c0, c2 - c1
