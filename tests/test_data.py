@@ -1,4 +1,4 @@
-"""Instruction data: the Alpaca template, response-only labels, padding, LaMini (docs/method.md §7)."""
+"""Instruction data: the Alpaca template, response-only labels, padding, LaMini (docs/method.md §5, §7)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """lm-eval hook shim for the YAMLs in this folder (``!function pat_tasks.<name>``).
 
-The logic lives in ``pat_lite/paper_tasks.py`` (docs/method.md §9); this file only makes it importable when
-lm-eval loads these YAMLs from any working directory — through the installed package, or, if pat_lite is
-not installed, from the repository this folder belongs to (``data/lm_eval_tasks`` → repository root).
+The logic lives in ``pat_lite/evaluation/paper_tasks.py`` (docs/method.md §9); this file only makes it
+importable when lm-eval loads these YAMLs from any working directory — through the installed package, or,
+if pat_lite is not installed, from the repository this folder belongs to (``data/lm_eval_tasks`` →
+repository root).
 """
 
 import sys
