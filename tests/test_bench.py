@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 import pat_lite.bench.common as bench_common
 import pat_lite.bench.costs as costs
 import pat_lite.bench.inference as bench
-from pat_lite.bench.real_weights import save_narrowed, wants_real_weights, writer_norm_keep_mask
+from pat_lite.bench.real_weights import save_narrowed, wants_real_weights
 from pat_lite.bench.runtime import Engine, Runtime, RuntimeSpecError, to_in_out_layout
 from pat_lite.cli import build_parser
 from pat_lite.core.arch import shrunk_config, width_for_ratio
@@ -406,16 +406,15 @@ def test_smollm2_name_means_real_weights_unless_random_is_asked():
 
 
 def test_narrowed_real_model_equals_the_dense_model_with_the_cut_channels_zeroed(tmp_path):
-    from pat_lite.models.tinybase import crude_hidden_cut
+    from pat_lite.core.slicing import norm_channels, zero_hidden_channels
 
     checkpoint = _stand_in_checkpoint(tmp_path / "dense")
     (path,) = save_narrowed(checkpoint, [27], tmp_path / "narrowed")
     narrowed = AutoModelForCausalLM.from_pretrained(path).eval()
     assert narrowed.config.hidden_size == 27 and narrowed.model.embed_tokens.weight.shape == (50, 27)
     dense = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
-    keep = writer_norm_keep_mask(dense, 27)
-    cut = crude_hidden_cut(dense, 0.25)  # the same cut, applied by zeroing (no merge involved)
-    assert sorted(cut) == torch.nonzero(keep == 0).flatten().tolist()
+    cut = sorted(set(range(36)) - set(norm_channels(dense, 27).tolist()))
+    zero_hidden_channels(dense, cut)  # the same cut by zeroing, no slicing involved
     ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(narrowed(input_ids=ids).logits, dense(input_ids=ids).logits, atol=1e-4, rtol=0)
