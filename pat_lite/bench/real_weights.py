@@ -35,7 +35,7 @@ def real_checkpoint(name: str) -> Path:
     local checkpoint folder with config.json and safetensors weights."""
     if name == EMBEDDED_REAL_MODEL:
         try:
-            from pat_lite.models.smollm2 import SMOLLM2_NAME, ensure_smollm2
+            from pat_lite.models.smollm2 import SMOLLM2_NAME, SmolLM2UnavailableError, ensure_smollm2
         except ImportError as err:
             raise BenchConfigError(
                 f"real {name} weights need pat_lite.models.smollm2, which this installation lacks ({err}); "
@@ -43,7 +43,10 @@ def real_checkpoint(name: str) -> Path:
             ) from err
         if SMOLLM2_NAME != EMBEDDED_REAL_MODEL:  # the two names must stay one name
             raise BenchConfigError(f"embedded model is {SMOLLM2_NAME!r}, the bench preset {name!r}")
-        return Path(ensure_smollm2())
+        try:
+            return Path(ensure_smollm2())
+        except SmolLM2UnavailableError as err:
+            raise BenchConfigError(f"{err} (or use `--weights random` to time the shape)") from err
     path = Path(name)
     if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
         raise BenchConfigError(
