@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 import pat_lite.bench.common as bench_common
 import pat_lite.bench.costs as costs
 import pat_lite.bench.inference as bench
-from pat_lite.bench.real_weights import save_narrowed, wants_real_weights
+from pat_lite.bench.real_weights import save_real_variants, wants_real_weights
 from pat_lite.bench.runtime import Engine, Runtime, RuntimeSpecError, to_in_out_layout
 from pat_lite.cli import build_parser
 from pat_lite.core.arch import shrunk_config, width_for_ratio
@@ -337,6 +337,7 @@ def test_tiny_run_with_two_runtimes_reports_both_ideals_and_the_runtime_gain():
         assert r["decode_efficiency_cpu"] == pytest.approx(
             r["decode_speedup_cpu"] / r["decode_speedup_ideal"]
         )
+        assert r["decode_speedup_cpu_q1"] <= r["decode_speedup_cpu"] <= r["decode_speedup_cpu_q3"]
     dense, pruned = rows[0], rows[2]
     assert dense["decode_speedup_ideal_honest"] == 1.0 and dense["decode_runtime_gain_cpu"] == 1.0
     # the honest ideal is the work ratio pulled towards 1 by the measured floor (for a model this small the
@@ -410,10 +411,13 @@ def test_narrowed_real_model_equals_the_dense_model_with_the_cut_channels_zeroed
     from pat_lite.core.slicing import norm_channels, zero_hidden_channels
 
     checkpoint = _stand_in_checkpoint(tmp_path / "dense")
-    (path,) = save_narrowed(checkpoint, [27], tmp_path / "narrowed")
+    dense_copy, path = save_real_variants(checkpoint, [27], tmp_path / "variants", torch.float32)
     narrowed = AutoModelForCausalLM.from_pretrained(path).eval()
     assert narrowed.config.hidden_size == 27 and narrowed.model.embed_tokens.weight.shape == (50, 27)
     dense = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
+    copied = AutoModelForCausalLM.from_pretrained(dense_copy)
+    copied_state = copied.state_dict()
+    assert all(torch.equal(tensor, copied_state[key]) for key, tensor in dense.state_dict().items())
     cut = sorted(set(range(36)) - set(norm_channels(dense, 27).tolist()))
     zero_hidden_channels(dense, cut)  # the same cut by zeroing, no slicing involved
     ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(0))
@@ -441,6 +445,15 @@ def test_bench_on_embedded_real_weights_times_the_checkpoint_and_its_narrowed_cu
         (576, "random", 1),
         (432, "random", 1),
     ]
+
+
+def test_real_variants_are_stored_in_the_dtype_they_are_timed_in(tmp_path):
+    checkpoint = _stand_in_checkpoint(tmp_path / "dense")
+    paths = save_real_variants(checkpoint, [27, 18], tmp_path / "variants", torch.bfloat16)
+    assert [p.name for p in paths] == ["bfloat16-dense", "bfloat16-w27", "bfloat16-w18"]
+    for path, width in zip(paths, [36, 27, 18], strict=True):
+        model = AutoModelForCausalLM.from_pretrained(path)  # the dtype the file holds
+        assert model.config.hidden_size == width and model.dtype == torch.bfloat16
 
 
 def test_missing_gguf_source_is_a_one_line_bench_error(embedded_stand_in, capsys):

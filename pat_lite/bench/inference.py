@@ -52,14 +52,15 @@ from pat_lite.bench.common import (
 )
 from pat_lite.bench.costs import floor_config, honest_decode_elements, honest_prefill_flops, honest_speedup
 from pat_lite.bench.costs import naive_speedup as ideal_speedup  # the name notebook 04 uses
-from pat_lite.bench.real_weights import real_checkpoint, save_narrowed, wants_real_weights
+from pat_lite.bench.real_weights import real_checkpoint, save_real_variants, wants_real_weights
 from pat_lite.bench.runtime import Engine, Runtime, compile_settings, to_in_out_layout
 from pat_lite.core.arch import check_ratio, check_width, head_dim, shrunk_config, width_for_ratio
 
 __all__ = ["COLUMNS", "DEFAULT_OPTIONS", "format_summary", "ideal_speedup", "plot_benchmark", "run_benchmark"]
 
 #: CSV columns, in order. `*_ideal` is the naive ideal, `*_ideal_honest` the honest one; `*_efficiency*`
-#: is measured speedup / ideal (wall or CPU time). `floor_*`: the floor model under the same runtime.
+#: is measured speedup / ideal (wall or CPU time); `*_cpu_q1`, `*_cpu_q3`: quartiles of the paired
+#: per-repeat CPU-time ratios (their spread shows the noise). `floor_*`: the floor model, same runtime.
 #: `*_runtime_gain_cpu`: this runtime vs the first runtime, same model (paired CPU-time ratio).
 #: `peak_rss_mib` is measured (CPU, fresh subprocess, first runtime), `peak_cuda_alloc_mib` is measured
 #: (CUDA), `est_weights_kv_mib` is an estimate (parameter bytes + KV cache at the end of decode).
@@ -68,10 +69,12 @@ COLUMNS = [
     "device", "threads", "batch_size", "context", "decode_tokens", "repeats", "loadavg_1m", "params",
     "ttft_ms", "ttft_ms_min", "ttft_ms_max", "decode_tok_s", "decode_ms_per_step",
     "ttft_cpu_ms", "decode_cpu_ms_per_step", "floor_ttft_cpu_ms", "floor_decode_cpu_ms_per_step",
-    "prefill_speedup", "prefill_speedup_best", "prefill_speedup_cpu", "prefill_speedup_ideal",
+    "prefill_speedup", "prefill_speedup_best", "prefill_speedup_cpu", "prefill_speedup_cpu_q1",
+    "prefill_speedup_cpu_q3", "prefill_speedup_ideal",
     "prefill_speedup_ideal_honest", "prefill_efficiency", "prefill_efficiency_cpu",
     "prefill_efficiency_honest", "prefill_efficiency_honest_cpu",
-    "decode_speedup", "decode_speedup_best", "decode_speedup_cpu", "decode_speedup_ideal",
+    "decode_speedup", "decode_speedup_best", "decode_speedup_cpu", "decode_speedup_cpu_q1",
+    "decode_speedup_cpu_q3", "decode_speedup_ideal",
     "decode_speedup_ideal_honest", "decode_efficiency", "decode_efficiency_cpu",
     "decode_efficiency_honest", "decode_efficiency_honest_cpu",
     "prefill_runtime_gain_cpu", "decode_runtime_gain_cpu",
@@ -122,7 +125,9 @@ def measure(
     engines = [
         [Engine(m[r.weight_layout], r, context, decode_tokens, device) for r in runtimes] for m in models
     ]
-    pairs = [(i, j) for i in range(len(engines)) for j in range(len(runtimes))]
+    # Runtime-major: a runtime's dense and pruned models run back to back, so their paired ratio sees
+    # the same load from other processes.
+    pairs = [(i, j) for j in range(len(runtimes)) for i in range(len(engines))]
     gen = torch.Generator().manual_seed(seed)
     out: list[list[list[dict[str, Any]]]] = [[[] for _ in runtimes] for _ in engines]
     compiled = sum(r.compile for r in runtimes) * len(sources) * len(batch_sizes)
@@ -192,10 +197,18 @@ def _worker(tmp: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- benchmark
-def _paired_speedup(ref: list[float], new: list[float], higher_is_better: bool = False) -> float:
-    """Median over repeats of the per-repeat ratio (robust to load drifting between repeats)."""
-    ratios = [(n / r) if higher_is_better else (r / n) for r, n in zip(ref, new, strict=True)]
-    return statistics.median(ratios)
+def _paired_speedup(ref: list[float], new: list[float]) -> float:
+    """Median over repeats of the per-repeat ratio ref/new (robust to load drifting between repeats)."""
+    return statistics.median(r / n for r, n in zip(ref, new, strict=True))
+
+
+def _paired_quartiles(ref: list[float], new: list[float]) -> tuple[float, float]:
+    """First and third quartiles of the per-repeat ratios ref/new (both the ratio for a single repeat)."""
+    ratios = [r / n for r, n in zip(ref, new, strict=True)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0]
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return q1, q3
 
 
 def _check_options(dtypes, batch_sizes, repeats, context, decode_tokens, runtimes) -> list[Runtime]:
@@ -250,16 +263,14 @@ def run_benchmark(
     configs = [config if w is None else shrunk_config(config, w) for _, w in variants]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    with tempfile.TemporaryDirectory(prefix="pat_bench_narrowed_") as tmp:
-        sources = [ModelSource(c) for c in configs]
-        if real:
-            narrowed = save_narrowed(checkpoint, [w for _, w in variants[1:]], tmp)
-            sources = [ModelSource(config, checkpoint)]
-            sources += [ModelSource(c, str(p)) for c, p in zip(configs[1:], narrowed, strict=True)]
-        if floor:
-            sources.append(ModelSource(floor_config(config)))
+    floor_source = [ModelSource(floor_config(config))] if floor else []
+    with tempfile.TemporaryDirectory(prefix="pat_bench_real_") as tmp:
         rows: list[dict[str, Any]] = []
         for dtype in dtypes:
+            sources = [ModelSource(c) for c in configs] + floor_source
+            if real:
+                paths = save_real_variants(checkpoint, [w for _, w in variants[1:]], tmp, DTYPES[dtype])
+                sources = [ModelSource(c, str(p)) for c, p in zip(configs, paths, strict=True)] + floor_source
             kwargs = dict(
                 dtype=dtype, batch_sizes=list(batch_sizes), context=context, decode_tokens=decode_tokens,
                 device=device, seed=seed, threads=threads,
@@ -344,6 +355,8 @@ def _speedups(
     for phase, key in (("prefill", "ttft"), ("decode", "decode")):
         out[f"{phase}_speedup"] = _paired_speedup(dense[f"_{key}"], m[f"_{key}"])
         out[f"{phase}_speedup_cpu"] = _paired_speedup(dense[f"_{key}_cpu"], m[f"_{key}_cpu"])
+        q1, q3 = _paired_quartiles(dense[f"_{key}_cpu"], m[f"_{key}_cpu"])
+        out[f"{phase}_speedup_cpu_q1"], out[f"{phase}_speedup_cpu_q3"] = q1, q3
         out[f"{phase}_speedup_best"] = min(dense[f"_{key}"]) / min(m[f"_{key}"])
         if phase == "prefill":
             work = [honest_prefill_flops(c, context, bs)["total"] for c in (config, pruned_config)]
@@ -439,7 +452,7 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
     head = (
         f"{'dtype':8} {'runtime':22} {'variant':9} {'width':>5} {'bs':>3} | {'TTFT ms':>8} {'x cpu':>6} "
         f"{'naive':>6} {'honest':>6} {'eff':>5} | {'ms/tok':>7} {'floor':>6} {'x wall':>6} {'x cpu':>6} "
-        f"{'naive':>6} {'honest':>6} {'eff':>5} {'gain':>5} | {'mem MiB':>8}"
+        f"{'q1-q3':>11} {'naive':>6} {'honest':>6} {'eff':>5} {'gain':>5} | {'mem MiB':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -454,15 +467,17 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['prefill_speedup_ideal_honest']:6.3f} {r['prefill_efficiency_honest_cpu']:5.1%} | "
             f"{r['decode_ms_per_step']:7.2f} {floor_s} {r['decode_speedup']:6.3f} "
             f"{r['decode_speedup_cpu']:6.3f} "
+            f"{r['decode_speedup_cpu_q1']:5.3f}-{r['decode_speedup_cpu_q3']:5.3f} "
             f"{r['decode_speedup_ideal']:6.3f} {r['decode_speedup_ideal_honest']:6.3f} "
             f"{r['decode_efficiency_honest_cpu']:5.1%} {r['decode_runtime_gain_cpu']:5.2f} | {mem_s}"
         )
     lines.append(
         "x wall / x cpu: median of paired per-repeat wall / process-CPU time ratios vs dense (CPU time is\n"
-        "steady when other jobs share the CPU); naive ideal: matmul FLOP ratio (prefill), weight+KV element\n"
-        "ratio (decode); honest ideal: every term incl. what does not shrink, plus the floor model's fixed\n"
-        "cost (floor: its CPU ms per decode step); eff: x cpu / honest; gain: this runtime's speed vs the\n"
-        "first runtime on the same model (CPU time); mem: peak (~ = estimate: parameter + KV bytes)"
+        "steady when other jobs share the CPU); q1-q3: quartiles of the decode CPU-time ratios; naive\n"
+        "ideal: matmul FLOP ratio (prefill), weight+KV element ratio (decode); honest ideal: every term\n"
+        "incl. what does not shrink, plus the floor model's fixed cost (floor: its CPU ms per decode step);\n"
+        "eff: x cpu / honest; gain: this runtime's speed vs the first runtime on the same model (CPU time);\n"
+        "mem: peak (~ = estimate: parameter + KV bytes)"
     )
     return "\n".join(lines)
 

@@ -57,15 +57,23 @@ def real_checkpoint(name: str) -> Path:
     return path
 
 
-def save_narrowed(checkpoint: str | os.PathLike, widths: list[int], out_dir: str | os.PathLike) -> list[Path]:
-    """Save the norm cut (`pat_lite.baselines.norm.norm_cut`) of `checkpoint` at every width under
-    `out_dir`/w<width>; one folder each, float32 (the timing runs load them in their own dtype)."""
+def save_real_variants(
+    checkpoint: str | os.PathLike, widths: list[int], out_dir: str | os.PathLike, dtype: torch.dtype
+) -> list[Path]:
+    """The dense checkpoint and its norm cut (`pat_lite.baselines.norm.norm_cut`) at every width, saved in
+    `dtype` under `out_dir`; returns [dense folder, one folder per width].
+
+    The cut is made in float32 and then cast. Every model is stored in the dtype it will be timed in, so
+    that loading it needs no conversion: a peak-memory pass would otherwise count the float32 file's pages
+    and the cast copy together."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, use_safetensors=True)
-    paths = []
+    name = str(dtype).removeprefix("torch.")
+    paths = [Path(out_dir) / f"{name}-dense"]
+    model.to(dtype).save_pretrained(paths[0], safe_serialization=True)
+    model.float()
     for width in widths:
-        path = Path(out_dir) / f"w{width}"
-        norm_cut(model, width).save_pretrained(path, safe_serialization=True)
-        paths.append(path)
+        paths.append(Path(out_dir) / f"{name}-w{width}")
+        norm_cut(model, width).to(dtype).save_pretrained(paths[-1], safe_serialization=True)
     return paths
