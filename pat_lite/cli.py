@@ -111,9 +111,9 @@ def _add_bench(sub: Any) -> None:
 
     p = sub.add_parser(
         "bench", help="time dense vs PAT-pruned models (TTFT, decode tok/s, memory)",
-        description="Compare a dense model with its narrower (PAT-merged) version: random weights, or the real "
-        "ones of smollm2-135m. "
-        "Writes bench.csv and bench.png to --out. Options not given come from --preset-file, then defaults.",
+        description="Compare a dense model with its narrower (PAT-merged) version: random weights, or the "
+        "real ones of smollm2-135m. Writes bench.csv and bench.png to --out. Options not given come from "
+        "--preset-file, then defaults.",
     )  # fmt: skip
     a = p.add_argument
     a("--config", "--model", dest="config", help=f"preset ({', '.join(PRESETS)}), local path or hub name; "
@@ -142,6 +142,8 @@ def _add_bench(sub: Any) -> None:
       help="real: embedded smollm2-135m or a local checkpoint; auto: real for smollm2-135m only")  # fmt: skip
     a("--floor", action=argparse.BooleanOptionalAction,
       help="time the model at negligible width: the honest ideal's fixed cost (default on)")  # fmt: skip
+    a("--interleave", choices=["step", "generation"],
+      help="step (default): the models take turns every decode step; generation: whole runs")  # fmt: skip
     a("--seed", type=int)
     a("--out", help="output directory (default artifacts/bench)")
 

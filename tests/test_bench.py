@@ -185,6 +185,21 @@ def test_dynamic_and_static_cache_and_in_out_layout_generate_the_same_tokens():
     assert torch.equal(_engine_tokens(relaid, "dynamic+in_out", ids), reference)
 
 
+def test_step_interleaving_generates_what_each_model_generates_alone():
+    dense = bench_common.build_random_model(_tiny(), torch.float32, "cpu", 0)
+    pruned = bench_common.build_random_model(shrunk_config(_tiny(), 48), torch.float32, "cpu", 1)
+    ids = torch.randint(0, 100, (2, 6), generator=torch.Generator().manual_seed(2))
+    alone = [_engine_tokens(m, "dynamic", ids) for m in (dense, pruned)]
+    engines = [Engine(m, Runtime.parse(r), 6, 4, "cpu") for m, r in ((dense, "dynamic"), (pruned, "static"))]
+    timed = bench._one_repeat(engines, ids, 4, "step")
+    assert len(timed) == 2 and all(len(t) == 4 and min(t) >= 0 for t in timed)
+    assert torch.equal(engines[0].last_tokens, alone[0]) and torch.equal(engines[1].last_tokens, alone[1])
+    with pytest.raises(RuntimeError, match="prefill"):
+        engines[0].step()  # the generation is complete
+    with pytest.raises(bench_common.BenchConfigError, match="interleave must be one of"):
+        bench.measure([bench_common.ModelSource(_tiny())], "float32", [1], interleave="token")
+
+
 @pytest.mark.slow
 def test_compiled_static_decode_generates_the_same_tokens():
     model = bench_common.build_random_model(_tiny(), torch.float32, "cpu", 0)
@@ -325,6 +340,7 @@ def test_tiny_run_with_two_runtimes_reports_both_ideals_and_the_runtime_gain():
     rows = bench.run_benchmark(
         _tiny(), width=48, alignment=None, batch_sizes=[1], dtypes=["float32"], context=8, decode_tokens=2,
         repeats=2, warmup=0, memory=False, verbose=False, runtimes=["dynamic", "static+in_out"],
+        interleave="generation",
     )  # fmt: skip
     assert [(r["runtime"], r["variant"]) for r in rows] == [
         ("dynamic", "dense"), ("static+in_out", "dense"), ("dynamic", "pruned"), ("static+in_out", "pruned")

@@ -82,6 +82,10 @@ COLUMNS = [
 ]  # fmt: skip
 
 
+#: How `measure` interleaves the engines within a repeat (see its docstring).
+INTERLEAVES = ("step", "generation")
+
+
 # ---------------------------------------------------------------------------------------------- configs
 def unaligned_widths(config: PretrainedConfig, width: int, alignment: int | None) -> list[int]:
     """The widths one num_attention_heads step either side of `width` that miss `alignment`."""
@@ -96,19 +100,29 @@ def unaligned_widths(config: PretrainedConfig, width: int, alignment: int | None
 def measure(
     sources: Sequence[ModelSource], dtype: str, batch_sizes: Sequence[int], context: int = 128,
     decode_tokens: int = 16, repeats: int = 3, warmup: int = 1, device: str = "cpu", seed: int = 0,
-    threads: int | None = None, runtimes: Sequence[Runtime | str] = ("dynamic",),
+    threads: int | None = None, runtimes: Sequence[Runtime | str] = ("dynamic",), interleave: str = "step",
     on_batch: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[list[list[dict[str, Any]]]]:  # fmt: skip
     """Time prefill (TTFT) and greedy decode of several models under several runtimes, interleaved.
 
-    Returns `out[model][runtime]`: one dict per batch size. Every (model, runtime) pair is timed
-    round-robin (the starting pair rotates each repeat); rows keep the raw samples (`_ttft`, `_decode`,
-    `_ttft_cpu`, `_decode_cpu`) so speedups can be taken as medians of paired ratios. Models are loaded
-    once per weight layout. `on_batch(row)` runs after each batch size of the first pair (the memory
-    worker, which passes one model and one runtime, records peak RSS there). On CUDA each row gets
+    Returns `out[model][runtime]`: one dict per batch size. Each repeat runs one generation per
+    (model, runtime) pair — an "engine" — in a rotating order:
+    - `interleave="step"` (default): every engine prefills, then all engines advance one decode step at a
+      time, in an order that rotates every step. A dense step and its pruned step are then ~0.1 s apart,
+      so load from other processes hits both alike: the paired ratios are several times tighter on a
+      shared machine than with whole generations. Each model's weights are evicted from the caches by the
+      others between its steps: this measures streaming from memory (what the byte model assumes); a
+      model small enough to stay in the last-level cache would run faster alone.
+    - `interleave="generation"`: each engine runs its whole generation alone, one after the other.
+    Rows keep the raw samples (`_ttft`, `_decode`, `_ttft_cpu`, `_decode_cpu`: per repeat; decode is the
+    sum of its steps) so speedups can be taken as medians of paired ratios. Models are loaded once per
+    weight layout. `on_batch(row)` runs after each batch size of the first engine (the memory worker,
+    which passes one model and one runtime, records peak RSS there). On CUDA each row gets
     `peak_cuda_alloc_mib`, meaningful only when one model is loaded.
     """
     runtimes = [Runtime.parse(r) for r in runtimes]
+    if interleave not in INTERLEAVES:
+        raise BenchConfigError(f"interleave must be one of {', '.join(INTERLEAVES)}, got {interleave!r}")
     if any(r.compile for r in runtimes) and warmup < 1:
         raise BenchConfigError("a compiled runtime needs warmup >= 1 (the first run compiles)")
     if threads:
@@ -141,9 +155,12 @@ def measure(
                 for _ in range(warmup):
                     engines[i][j].generate_timed(ids)
             for r in range(repeats):
-                for k in range(len(pairs)):
-                    i, j = pairs[(k + r) % len(pairs)]
-                    samples[(i, j)].append(engines[i][j].generate_timed(ids))
+                rotated = pairs[r % len(pairs) :] + pairs[: r % len(pairs)]
+                order = [engines[i][j] for i, j in rotated]
+                for pair, timed in zip(
+                    rotated, _one_repeat(order, ids, decode_tokens, interleave), strict=True
+                ):
+                    samples[pair].append(timed)
             for i, j in pairs:
                 out[i][j].append(_timing_row(samples[(i, j)], bs, decode_tokens, models[i]))
                 if device.startswith("cuda"):
@@ -151,6 +168,26 @@ def measure(
                 if on_batch and (i, j) == (0, 0):
                     on_batch(out[i][j][-1])
     return out
+
+
+def _one_repeat(
+    order: list[Engine], ids: torch.Tensor, decode_tokens: int, interleave: str
+) -> list[tuple[float, float, float, float]]:
+    """One generation per engine, started in `order`; each engine's (TTFT wall, decode wall, TTFT CPU,
+    decode CPU), in `order`."""
+    if interleave == "generation":
+        timed = [engine.generate_timed(ids) for engine in order]
+    else:
+        prefill = [engine.prefill(ids) for engine in order]
+        decode = [[0.0, 0.0] for _ in order]
+        for t in range(decode_tokens):
+            for k in range(len(order)):
+                e = (k + t) % len(order)
+                wall, cpu = order[e].step()
+                decode[e][0] += wall
+                decode[e][1] += cpu
+        timed = [(p[0], d[0], p[1], d[1]) for p, d in zip(prefill, decode, strict=True)]
+    return timed
 
 
 def _timing_row(
@@ -232,7 +269,7 @@ def run_benchmark(
     decode_tokens: int = 16, repeats: int = 3, warmup: int = 1, num_layers: int | None = None,
     device: str = "auto", threads: int | None = None, memory: bool = True, seed: int = 0,
     runtimes: Sequence[Runtime | str] = ("dynamic",), weights: str = "auto", floor: bool = True,
-    verbose: bool = True,
+    interleave: str = "step", verbose: bool = True,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Benchmark the dense model against its pruned width(s); one row (COLUMNS) per dtype, runtime, variant
     and batch size.
@@ -242,7 +279,8 @@ def run_benchmark(
     `compare_unaligned`); `extra` at `extra_widths`. `runtimes`: e.g. ("dynamic", "static+compile"), the
     first is the baseline of `*_runtime_gain_cpu`. `weights`: "random", "real" or "auto" (real for the
     embedded smollm2-135m). `floor`: also time the floor model (`costs.floor_config`) for the honest
-    ideal's fixed cost (without it F = 0). `memory`: one extra pass per model for peak memory.
+    ideal's fixed cost (without it F = 0). `interleave`: "step" or "generation" (see `measure`).
+    `memory`: one extra pass per model for peak memory.
     """
     check_ratio(ratio)
     parsed_runtimes = _check_options(dtypes, batch_sizes, repeats, context, decode_tokens, runtimes)
@@ -285,7 +323,14 @@ def run_benchmark(
                     f"weights) {dtype} on {device}: {widths}; runtimes "
                     f"{', '.join(r.name for r in parsed_runtimes)}", flush=True,
                 )  # fmt: skip
-            timed = measure(sources, runtimes=parsed_runtimes, repeats=repeats, warmup=warmup, **kwargs)
+            timed = measure(
+                sources,
+                runtimes=parsed_runtimes,
+                repeats=repeats,
+                warmup=warmup,
+                interleave=interleave,
+                **kwargs,
+            )
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
             if verbose:
@@ -504,6 +549,7 @@ DEFAULT_OPTIONS: dict[str, Any] = dict(
     runtimes=("dynamic",),
     weights="auto",
     floor=True,
+    interleave="step",
     out="artifacts/bench",
 )
 

@@ -106,7 +106,11 @@ def compile_settings(graphs_needed: int) -> Iterator[None]:
 
 
 class Engine:
-    """One model under one runtime: prefill + greedy decode, timed (wall and process-CPU seconds)."""
+    """One model under one runtime: prefill, then greedy decode one step at a time, each timed (wall and
+    process-CPU seconds), so that `measure` can interleave several engines step by step.
+
+    CPU time (all threads of this process) does not count time spent descheduled, so on a CPU shared with
+    other jobs it is the steadier measure of work; wall time is what a user waits."""
 
     def __init__(
         self, model: torch.nn.Module, runtime: Runtime, context: int, decode_tokens: int, device: str
@@ -116,13 +120,14 @@ class Engine:
         self.decode_tokens = decode_tokens
         forward_params = inspect.signature(model.forward).parameters
         self.cache_kw = "cache" if "cache" in forward_params else "past_key_values"
-        self.step = model
+        self.decode_forward = model
         if runtime.compile:
             # Static shapes with a static cache (one graph per batch size); a dynamic cache grows every step,
             # so dynamo's automatic dynamic shapes decide.
-            self.step = torch.compile(model, dynamic=False if runtime.cache == "static" else None)
+            self.decode_forward = torch.compile(model, dynamic=False if runtime.cache == "static" else None)
         self._static_caches: dict[int, object] = {}
-        self.last_tokens: torch.Tensor | None = None
+        self._out = None
+        self._tokens: list[torch.Tensor] = []
 
     def _new_cache(self, batch_size: int):
         from transformers import DynamicCache, StaticCache
@@ -138,28 +143,37 @@ class Engine:
             cache.reset()
         return cache
 
-    def generate_timed(self, ids: torch.Tensor) -> tuple[float, float, float, float]:
-        """(prefill+first-token wall, decode wall, prefill CPU, decode CPU) of one greedy generation.
-
-        CPU time (all threads of this process) does not count time spent descheduled, so on a CPU shared
-        with other jobs it is the steadier measure of work; wall time is what a user waits."""
-        device, kw = self.device, self.cache_kw
-        ids = ids % int(self.model.config.vocab_size)  # the floor model has a 64-token vocabulary
+    def _timed(self, forward, ids: torch.Tensor, cache) -> tuple[float, float]:
+        sync(self.device)
+        t0, c0 = time.perf_counter(), time.process_time()
         with torch.inference_mode():
+            self._out = forward(input_ids=ids, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
+            self._tokens.append(self._out.logits[:, -1].argmax(-1, keepdim=True))
+        sync(self.device)
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    def prefill(self, ids: torch.Tensor) -> tuple[float, float]:
+        """Start a generation: prefill + the first token's argmax (TTFT); (wall, CPU) seconds."""
+        ids = ids % int(self.model.config.vocab_size)  # the floor model has a 64-token vocabulary
+        self._tokens = []
+        with torch.inference_mode():  # the static cache's tensors were made (and are reset) in this mode
             cache = self._new_cache(ids.shape[0])
-            sync(device)
-            t0, c0 = time.perf_counter(), time.process_time()
-            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{kw: cache})
-            tok = out.logits[:, -1].argmax(-1, keepdim=True)
-            sync(device)
-            t1, c1 = time.perf_counter(), time.process_time()
-            tokens = [tok]
-            for _ in range(self.decode_tokens):
-                cache = getattr(out, "cache", None) or out.past_key_values
-                out = self.step(input_ids=tok, use_cache=True, logits_to_keep=1, **{kw: cache})
-                tok = out.logits[:, -1].argmax(-1, keepdim=True)
-                tokens.append(tok)
-            sync(device)
-            t2, c2 = time.perf_counter(), time.process_time()
-        self.last_tokens = torch.cat(tokens, dim=1)  # (batch, 1 + decode_tokens): what was generated
-        return t1 - t0, t2 - t1, c1 - c0, c2 - c1
+        return self._timed(self.model, ids, cache)
+
+    def step(self) -> tuple[float, float]:
+        """One greedy decode step of the current generation; (wall, CPU) seconds."""
+        if self._out is None or len(self._tokens) > self.decode_tokens:
+            raise RuntimeError("call prefill() first; a generation has `decode_tokens` steps")
+        cache = getattr(self._out, "cache", None) or self._out.past_key_values
+        return self._timed(self.decode_forward, self._tokens[-1], cache)
+
+    @property
+    def last_tokens(self) -> torch.Tensor:
+        """(batch, 1 + decode_tokens): what the last generation produced (after prefill: one token)."""
+        return torch.cat(self._tokens, dim=1)
+
+    def generate_timed(self, ids: torch.Tensor) -> tuple[float, float, float, float]:
+        """(prefill wall, decode wall, prefill CPU, decode CPU) of one whole generation, alone."""
+        prefill_wall, prefill_cpu = self.prefill(ids)
+        steps = [self.step() for _ in range(self.decode_tokens)]
+        return prefill_wall, sum(w for w, _ in steps), prefill_cpu, sum(c for _, c in steps)
