@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from transformers import AutoConfig, GemmaConfig, LlamaConfig, PretrainedConfig
 
+from pat_lite.utils.errors import ConfigError
+
 #: Model shapes by name (the real models' configs, so no download is needed to time them).
 PRESETS: dict[str, dict[str, Any]] = {
     "tinyllama": dict(
@@ -89,8 +91,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class BenchConfigError(ValueError):
-    """A model name, path or option the benchmark cannot use."""
+class BenchConfigError(ConfigError):
+    """A model name, path or option the benchmark cannot use (a ValueError: `pat-lite` prints one line)."""
 
 
 def resolve_config(config_or_name: PretrainedConfig | str, num_layers: int | None = None) -> PretrainedConfig:

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 
 import torch
 
-from pat_lite.bench.common import sync
+from pat_lite.bench.common import BenchConfigError, sync
 
 CACHES = ("dynamic", "static")
 LAYOUTS = ("out_in", "in_out")
 
 
-class RuntimeSpecError(ValueError):
+class RuntimeSpecError(BenchConfigError):
     """A runtime string `pat-lite bench` does not understand."""
 
 
