@@ -344,58 +344,65 @@ def run_benchmark(
                 num_layers=config.num_hidden_layers, dtype=dtype, device=device, context=context,
                 decode_tokens=decode_tokens, repeats=repeats,
             )  # fmt: skip
-            for i, ((variant, w), cfg) in enumerate(zip(variants, configs, strict=True)):
-                for j, runtime in enumerate(parsed_runtimes):
-                    for k, measured in enumerate(timed[i][j]):
-                        row = {c: "" for c in COLUMNS}
-                        row.update(measured, **common, variant=variant, runtime=runtime.name)
-                        row.update(
-                            width=cfg.hidden_size,
-                            aligned=bool(alignment) and cfg.hidden_size % alignment == 0,
-                        )
-                        if mems[i] and j == 0:
-                            for key in ("peak_rss_mib", "peak_cuda_alloc_mib"):
-                                row[key] = mems[i][k].get(key, "")
-                        row["est_weights_kv_mib"] = _estimated_mib(
-                            cfg, measured, context, decode_tokens, dtype
-                        )
-                        dense = timed[0][j][k]
-                        floor_row = timed[-1][j][k] if floor else None
-                        row.update(_speedups(config, w, runtime, dense, measured, floor_row, device, context,
-                                             decode_tokens))  # fmt: skip
-                        row["prefill_runtime_gain_cpu"] = _paired_speedup(
-                            timed[i][0][k]["_ttft_cpu"], measured["_ttft_cpu"]
-                        )
-                        row["decode_runtime_gain_cpu"] = _paired_speedup(
-                            timed[i][0][k]["_decode_cpu"], measured["_decode_cpu"]
-                        )
-                        rows.append(row)
+            rows += _result_rows(config, variants, parsed_runtimes, timed, mems, common, alignment, floor)
             del timed
     return rows
 
 
-def _estimated_mib(
-    cfg: PretrainedConfig, measured: dict, context: int, decode_tokens: int, dtype: str
-) -> float:
+def _result_rows(
+    config: PretrainedConfig, variants: list[tuple[str, int | None]], runtimes: list[Runtime],
+    timed: list[list[list[dict[str, Any]]]], mems: list[list[dict[str, Any]] | None], common: dict[str, Any],
+    alignment: int | None, floor: bool,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One COLUMNS row per variant, runtime and batch size: the measured times, speedups vs dense under
+    the same runtime, ideals, the gain of each runtime over the first, and memory (first runtime only)."""
+    rows = []
+    for i, (variant, width) in enumerate(variants):
+        cfg = config if width is None else shrunk_config(config, width)
+        for j, runtime in enumerate(runtimes):
+            for k, measured in enumerate(timed[i][j]):
+                row = {c: "" for c in COLUMNS}
+                row.update(measured, **common, variant=variant, runtime=runtime.name, width=cfg.hidden_size)
+                row["aligned"] = bool(alignment) and cfg.hidden_size % alignment == 0
+                if mems[i] and j == 0:
+                    for key in ("peak_rss_mib", "peak_cuda_alloc_mib"):
+                        row[key] = mems[i][k].get(key, "")
+                row["est_weights_kv_mib"] = _estimated_mib(cfg, measured, common)
+                floor_row = timed[-1][j][k] if floor else None
+                row.update(_speedups(config, width, runtime, timed[0][j][k], measured, floor_row, common))
+                first_runtime = timed[i][0][k]
+                row["prefill_runtime_gain_cpu"] = _paired_speedup(
+                    first_runtime["_ttft_cpu"], measured["_ttft_cpu"]
+                )
+                row["decode_runtime_gain_cpu"] = _paired_speedup(
+                    first_runtime["_decode_cpu"], measured["_decode_cpu"]
+                )
+                rows.append(row)
+    return rows
+
+
+def _estimated_mib(cfg: PretrainedConfig, measured: dict[str, Any], common: dict[str, Any]) -> float:
     kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    kv_elems = 2 * cfg.num_hidden_layers * kv_heads * head_dim(cfg) * (context + decode_tokens)
-    return (measured["params"] + kv_elems * measured["batch_size"]) * DTYPES[dtype].itemsize / 2**20
+    length = common["context"] + common["decode_tokens"]
+    kv_elems = 2 * cfg.num_hidden_layers * kv_heads * head_dim(cfg) * length * measured["batch_size"]
+    return (measured["params"] + kv_elems) * DTYPES[common["dtype"]].itemsize / 2**20
 
 
 def _speedups(
-    config: PretrainedConfig, width: int | None, runtime: Runtime, dense: dict, m: dict, floor: dict | None,
-    device: str, context: int, decode_tokens: int,
+    config: PretrainedConfig, width: int | None, runtime: Runtime, dense: dict[str, Any], m: dict[str, Any],
+    floor: dict[str, Any] | None, common: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """Measured speedups vs dense, the naive and honest ideals, and efficiencies, for one row.
 
     The honest ideal takes its times from process-CPU medians on a CPU (steady under load) and from wall
     medians on CUDA (where the work is not on this process's CPU)."""
+    context, decode_tokens = common["context"], common["decode_tokens"]
     bs = m["batch_size"]
     out: dict[str, Any] = {
         "floor_ttft_cpu_ms": floor["ttft_cpu_ms"] if floor else "",
         "floor_decode_cpu_ms_per_step": floor["decode_cpu_ms_per_step"] if floor else "",
     }
-    cpu = not device.startswith("cuda")
+    cpu = not common["device"].startswith("cuda")
     pruned_config = shrunk_config(config, width) if width else config
     for phase, key in (("prefill", "ttft"), ("decode", "decode")):
         out[f"{phase}_speedup"] = _paired_speedup(dense[f"_{key}"], m[f"_{key}"])
@@ -406,10 +413,9 @@ def _speedups(
         if phase == "prefill":
             work = [honest_prefill_flops(c, context, bs)["total"] for c in (config, pruned_config)]
         else:
+            kv = dict(cache=runtime.cache, expanded_kv=runtime.expanded_kv)
             work = [
-                honest_decode_elements(c, context, bs, decode_tokens, runtime.cache, runtime.expanded_kv)[
-                    "total"
-                ]
+                honest_decode_elements(c, context, bs, decode_tokens, **kv)["total"]
                 for c in (config, pruned_config)
             ]
         samples = f"_{key}_cpu" if cpu else f"_{key}"
