@@ -159,13 +159,8 @@ def _add_bench(sub: Any) -> None:
         import yaml
 
         from pat_lite.bench.common import write_csv
-        from pat_lite.bench.inference import (
-            COLUMNS,
-            DEFAULT_OPTIONS,
-            format_summary,
-            plot_benchmark,
-            run_benchmark,
-        )
+        from pat_lite.bench.inference import COLUMNS, DEFAULT_OPTIONS, run_benchmark
+        from pat_lite.bench.report import format_summary, plot_benchmark
 
         opts = dict(DEFAULT_OPTIONS)
         if args.preset_file:
