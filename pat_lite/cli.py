@@ -132,11 +132,13 @@ def _add_bench(sub: Any) -> None:
 
     p = sub.add_parser(
         "bench", help="time dense vs PAT-pruned models (TTFT, decode tok/s, memory)",
-        description="Compare a dense model with its narrower (PAT-merged) version, random weights. "
-        "Writes bench.csv and bench.png to --out. Options not given come from --preset-file, then defaults.",
+        description="Compare a dense model with its narrower (PAT-merged) version: random weights, or the "
+        "real ones of smollm2-135m. Writes bench.csv and bench.png to --out. Options not given come from "
+        "--preset-file, then defaults.",
     )  # fmt: skip
     a = p.add_argument
-    a("--config", "--model", dest="config", help=f"preset ({', '.join(PRESETS)}), local path or hub name")
+    a("--config", "--model", dest="config", help=f"preset ({', '.join(PRESETS)}), local path or hub name; "
+      "smollm2-135m means its real weights unless --weights random")  # fmt: skip
     a("--preset-file", help="YAML file of options (e.g. configs/bench/tinyllama-cpu.yaml)")
     a("--ratio", type=float, help="fraction of the hidden size removed (default 0.25)")
     a("--width", type=int, help="pruned width (overrides --ratio)")
@@ -155,6 +157,14 @@ def _add_bench(sub: Any) -> None:
     a("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     a("--memory", action=argparse.BooleanOptionalAction,
       help="extra pass per model for peak memory (CPU: fresh subprocess, peak RSS); default on")  # fmt: skip
+    a("--runtimes", type=_str_list, help="comma-separated, timed in one interleaved run, the first is "
+      "the baseline: dynamic (default) or static, +compile, +in_out (dynamic,static+compile)")  # fmt: skip
+    a("--weights", choices=["auto", "random", "real"],
+      help="real: embedded smollm2-135m or a local checkpoint; auto: real for smollm2-135m only")  # fmt: skip
+    a("--floor", action=argparse.BooleanOptionalAction,
+      help="time the model at negligible width: the honest ideal's fixed cost (default on)")  # fmt: skip
+    a("--interleave", choices=["step", "generation"],
+      help="step (default): the models take turns every decode step; generation: whole runs")  # fmt: skip
     a("--seed", type=int)
     a("--out", help="output directory (default artifacts/bench)")
 
@@ -162,13 +172,8 @@ def _add_bench(sub: Any) -> None:
         import yaml
 
         from pat_lite.bench.common import write_csv
-        from pat_lite.bench.inference import (
-            COLUMNS,
-            DEFAULT_OPTIONS,
-            format_summary,
-            plot_benchmark,
-            run_benchmark,
-        )
+        from pat_lite.bench.inference import COLUMNS, DEFAULT_OPTIONS, run_benchmark
+        from pat_lite.bench.report import format_summary, plot_benchmark
 
         opts = dict(DEFAULT_OPTIONS)
         if args.preset_file:

@@ -14,11 +14,14 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoConfig, GemmaConfig, LlamaConfig, PretrainedConfig
+
+from pat_lite.utils.errors import ConfigError
 
 #: Model shapes by name (the real models' configs, so no download is needed to time them).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -55,6 +58,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_position_embeddings=4096,
         rms_norm_eps=1e-5,
     ),
+    # SmolLM2-135M (the project's embedded real model, pat_lite.models.smollm2): 25 % of 576 is 432.
+    "smollm2-135m": dict(
+        cls="llama",
+        hidden_size=576,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        intermediate_size=1536,
+        vocab_size=49152,
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-5,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+    ),
     "gemma-2b": dict(
         cls="gemma",
         hidden_size=2048,
@@ -74,8 +91,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class BenchConfigError(ValueError):
-    """A model name, path or option the benchmark cannot use."""
+class BenchConfigError(ConfigError):
+    """A model name, path or option the benchmark cannot use (a ValueError: `pat-lite` prints one line)."""
 
 
 def resolve_config(config_or_name: PretrainedConfig | str, num_layers: int | None = None) -> PretrainedConfig:
@@ -126,6 +143,7 @@ def build_random_model(
         from contextlib import nullcontext as no_init_weights
     with no_init_weights():
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.tie_weights()  # no_init_weights skips the tying, which would double a tied model's embedding
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
@@ -133,6 +151,24 @@ def build_random_model(
                 p.copy_(torch.rand(p.shape, generator=gen).sub_(0.5).mul_(0.04))
             else:
                 p.fill_(1.0)
+    return model.to(device).eval()
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What to time: a config with random weights, or (`checkpoint`) a saved model folder's real weights."""
+
+    config: PretrainedConfig
+    checkpoint: str | None = None
+
+
+def load_model(source: ModelSource, dtype: torch.dtype, device: str, seed: int) -> torch.nn.Module:
+    """The model of `source` in eval mode: random weights (`build_random_model`) or the checkpoint's."""
+    if source.checkpoint is None:
+        return build_random_model(source.config, dtype, device, seed)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(source.checkpoint, dtype=dtype, use_safetensors=True)
     return model.to(device).eval()
 
 

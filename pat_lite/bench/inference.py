@@ -2,16 +2,21 @@
 
 PAT merges into an ordinary dense model whose hidden size d' < d (docs/method.md §1, §8); the paper reports
 ~1.33x faster time to first token (TTFT, 128-token context) for Llama-2 at 25 % (§9). This module measures
-that on any Hugging Face config with random weights (speed does not depend on the values):
+that on any Hugging Face config with random weights (speed does not depend on the values), or on real
+weights (`weights`: the embedded SmolLM2-135M or a local checkpoint, `pat_lite.bench.real_weights`):
 
 - TTFT: one prefill forward of a (batch, context) prompt plus the argmax of the last logits (what
-  `generate` does before its first token), median of `repeats` after `warmup` runs;
-- decode tokens/s over `decode_tokens` greedy steps with the KV cache;
+  `generate` does before its first token);
+- decode: `decode_tokens` greedy steps with the KV cache, per step;
+- both under one or more runtimes (`pat_lite.bench.runtime`: dynamic or static KV cache, torch.compile,
+  weight layout), every (model, runtime) pair timed round-robin in one process, so that load from other
+  processes hits them alike; speedups are medians of paired per-repeat ratios (wall and process-CPU time);
+- the ideal speedups (`pat_lite.bench.costs`): the naive one (matmul FLOPs / weight + KV elements) and the
+  honest one (every term, shrinking or not, plus the fixed per-step cost measured on the "floor" model, the
+  same architecture at negligible width, under the same runtime);
 - peak memory: on CUDA `torch.cuda.max_memory_allocated` per batch size; on CPU the peak RSS of a fresh
-  subprocess per model (column `peak_rss_mib`, batch sizes run in ascending order so the running peak is
-  the peak of the largest batch so far), plus an estimate from parameter and KV-cache bytes;
-- the ideal speedups from the shapes (`ideal_speedup`): FLOP ratio for prefill, weight+KV byte ratio for
-  decode, so the measured numbers can be judged against what the width cut can give at most.
+  subprocess per model under the first runtime (column `peak_rss_mib`, batch sizes ascending, so the
+  running peak is the peak of the largest batch so far), plus an estimate from parameter and KV bytes.
 
 The pruned width is aligned (default multiple of 64, so 2048 -> 1536 for TinyLlama) because matmul kernels
 run fastest on such sizes; the nearest widths that are only multiples of num_attention_heads are measured
@@ -20,12 +25,14 @@ too (`compare_unaligned`) to show what an unaligned width costs.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,29 +41,49 @@ from transformers import PretrainedConfig
 from pat_lite.bench.common import (
     DTYPES,
     BenchConfigError,
-    build_random_model,
+    ModelSource,
     in_fresh_process,
+    load_model,
     peak_rss_mib,
     resolve_config,
-    sync,
     worker_inputs,
     worker_output,
 )
+from pat_lite.bench.costs import floor_config, honest_decode_elements, honest_prefill_flops, honest_speedup
+from pat_lite.bench.costs import naive_speedup as ideal_speedup  # the name notebook 04 uses
+from pat_lite.bench.real_weights import real_checkpoint, save_real_variants, wants_real_weights
+from pat_lite.bench.report import format_summary, plot_benchmark  # re-exported: notebook 04 imports them here
+from pat_lite.bench.runtime import Engine, Runtime, compile_settings, to_in_out_layout
 from pat_lite.core.arch import check_ratio, check_width, head_dim, shrunk_config, width_for_ratio
 
-#: CSV columns, in order. `peak_rss_mib` is measured (CPU, fresh subprocess), `peak_cuda_alloc_mib` is
-#: measured (CUDA), `est_weights_kv_mib` is an estimate (parameter bytes + KV cache at the end of decode).
+__all__ = ["COLUMNS", "DEFAULT_OPTIONS", "format_summary", "ideal_speedup", "plot_benchmark", "run_benchmark"]
+
+#: CSV columns, in order. `*_ideal` is the naive ideal, `*_ideal_honest` the honest one; `*_efficiency*`
+#: is measured speedup / ideal (wall or CPU time); `*_cpu_q1`, `*_cpu_q3`: quartiles of the paired
+#: per-repeat CPU-time ratios (their spread shows the noise). `floor_*`: the floor model, same runtime.
+#: `*_runtime_gain_cpu`: this runtime vs the first runtime, same model (paired CPU-time ratio).
+#: `peak_rss_mib` is measured (CPU, fresh subprocess, first runtime), `peak_cuda_alloc_mib` is measured
+#: (CUDA), `est_weights_kv_mib` is an estimate (parameter bytes + KV cache at the end of decode).
 COLUMNS = [
-    "model", "variant", "hidden_size", "width", "aligned", "num_layers", "dtype", "device", "threads",
-    "batch_size", "context", "decode_tokens", "repeats", "loadavg_1m", "params",
+    "model", "weights", "variant", "runtime", "hidden_size", "width", "aligned", "num_layers", "dtype",
+    "device", "threads", "batch_size", "context", "decode_tokens", "repeats", "loadavg_1m", "params",
     "ttft_ms", "ttft_ms_min", "ttft_ms_max", "decode_tok_s", "decode_ms_per_step",
-    "ttft_cpu_ms", "decode_cpu_ms_per_step",
-    "prefill_speedup", "prefill_speedup_best", "prefill_speedup_cpu", "prefill_speedup_ideal",
-    "prefill_efficiency", "prefill_efficiency_cpu",
-    "decode_speedup", "decode_speedup_best", "decode_speedup_cpu", "decode_speedup_ideal",
-    "decode_efficiency", "decode_efficiency_cpu",
+    "ttft_cpu_ms", "decode_cpu_ms_per_step", "floor_ttft_cpu_ms", "floor_decode_cpu_ms_per_step",
+    "prefill_speedup", "prefill_speedup_best", "prefill_speedup_cpu", "prefill_speedup_cpu_q1",
+    "prefill_speedup_cpu_q3", "prefill_speedup_ideal",
+    "prefill_speedup_ideal_honest", "prefill_efficiency", "prefill_efficiency_cpu",
+    "prefill_efficiency_honest", "prefill_efficiency_honest_cpu",
+    "decode_speedup", "decode_speedup_best", "decode_speedup_cpu", "decode_speedup_cpu_q1",
+    "decode_speedup_cpu_q3", "decode_speedup_ideal",
+    "decode_speedup_ideal_honest", "decode_efficiency", "decode_efficiency_cpu",
+    "decode_efficiency_honest", "decode_efficiency_honest_cpu",
+    "prefill_runtime_gain_cpu", "decode_runtime_gain_cpu",
     "peak_rss_mib", "peak_cuda_alloc_mib", "est_weights_kv_mib",
 ]  # fmt: skip
+
+
+#: How `measure` interleaves the engines within a repeat (see its docstring).
+INTERLEAVES = ("step", "generation")
 
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -69,162 +96,170 @@ def unaligned_widths(config: PretrainedConfig, width: int, alignment: int | None
     return [check_width(config, w) for w in out]
 
 
-# ---------------------------------------------------------------------------------------- ideal speedup
-def model_costs(
-    config: PretrainedConfig, context: int = 128, batch_size: int = 1, decode_tokens: int = 16
-) -> dict[str, float]:
-    """FLOPs of one prefill (per sequence) and elements read per decode step, from the shapes alone.
-
-    Prefill: q/k/v/o/gate/up/down matmuls (2 FLOPs per multiply-add, each scales with d), causal attention
-    scores and values 2·(heads·head_dim)·T(T+1) per layer (independent of d: PAT keeps attention width),
-    lm_head for the last position only (generate keeps one logit row), embedding = lookup = 0 FLOPs.
-    Decode: every weight is read once per step (embedding: only `batch_size` rows) plus the KV cache at
-    its mean length context + (decode_tokens+1)/2 (independent of d). Norms and activations are ignored in
-    FLOPs (elementwise) but their weights are counted in bytes.
-    """
-    d, n_layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
-    attn = config.num_attention_heads * head_dim(config)
-    kv = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    kv_width = kv * head_dim(config)
-    inter = config.intermediate_size
-    layer_weights = d * attn + 2 * d * kv_width + attn * d + 3 * d * inter
-    t = context
-    prefill = n_layers * t * 2 * layer_weights + n_layers * 2 * attn * t * (t + 1) + 2 * d * vocab
-    tied = bool(getattr(config, "tie_word_embeddings", False))
-    params = n_layers * (layer_weights + 2 * d) + d + vocab * d * (1 if tied else 2)
-    mean_len = context + (decode_tokens + 1) / 2
-    decode = n_layers * (layer_weights + 2 * d) + d + d * vocab + batch_size * d
-    decode += 2 * n_layers * kv_width * mean_len * batch_size
-    return {"prefill_flops": float(prefill), "decode_elements": float(decode), "params": float(params)}
-
-
-def ideal_speedup(
-    config: PretrainedConfig, width: int, context: int = 128, batch_size: int = 1, decode_tokens: int = 16
-) -> dict[str, float]:
-    """Upper bounds for the pruned model's speedup: prefill FLOP ratio and decode byte ratio (dense/pruned).
-
-    Also returns the dense/pruned FLOP, element and parameter counts (`model_costs`) under `dense_*`,
-    `pruned_*`. Nearly every matmul has d on one side, so both ratios sit just below d/d' (1.333 at 25 %);
-    attention core and KV cache (unchanged by PAT) pull them down a little.
-    """
-    dense = model_costs(config, context, batch_size, decode_tokens)
-    pruned = model_costs(shrunk_config(config, width), context, batch_size, decode_tokens)
-    out = {
-        "prefill": dense["prefill_flops"] / pruned["prefill_flops"],
-        "decode": dense["decode_elements"] / pruned["decode_elements"],
-    }
-    out.update({f"dense_{k}": v for k, v in dense.items()})
-    out.update({f"pruned_{k}": v for k, v in pruned.items()})
-    return out
-
-
 # ------------------------------------------------------------------------------------------ measurement
-def _generate_timed(
-    model: torch.nn.Module, ids: torch.Tensor, decode_tokens: int, device: str
-) -> tuple[float, float, float, float]:
-    """Wall and process-CPU seconds of one greedy generation with the KV cache.
-
-    Returns (prefill+first-token wall, decode wall, prefill CPU, decode CPU). CPU time (all threads of this
-    process) does not count time spent descheduled, so on a CPU shared with other jobs it is the steadier
-    measure of work; wall time is what a user waits.
-    """
-    import inspect
-
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    with torch.inference_mode():
-        sync(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
-        tok = out.logits[:, -1].argmax(-1, keepdim=True)
-        sync(device)
-        t1, c1 = time.perf_counter(), time.process_time()
-        for _ in range(decode_tokens):
-            cache = getattr(out, "cache", None) or out.past_key_values
-            out = model(input_ids=tok, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
-            tok = out.logits[:, -1].argmax(-1, keepdim=True)
-        sync(device)
-        return t1 - t0, time.perf_counter() - t1, c1 - c0, time.process_time() - c1
-
-
 def measure(
-    configs: Sequence[PretrainedConfig], dtype: str, batch_sizes: Sequence[int], context: int = 128,
+    sources: Sequence[ModelSource], dtype: str, batch_sizes: Sequence[int], context: int = 128,
     decode_tokens: int = 16, repeats: int = 3, warmup: int = 1, device: str = "cpu", seed: int = 0,
-    threads: int | None = None, on_batch: Callable[[dict[str, Any]], None] | None = None,
-) -> list[list[dict[str, Any]]]:  # fmt: skip
-    """Time prefill (TTFT) and greedy decode of several models, interleaved; per model, one dict per batch.
+    threads: int | None = None, runtimes: Sequence[Runtime | str] = ("dynamic",), interleave: str = "step",
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
+) -> list[list[list[dict[str, Any]]]]:  # fmt: skip
+    """Time prefill (TTFT) and greedy decode of several models under several runtimes, interleaved.
 
-    All models are loaded together and timed round-robin (the starting model rotates each repeat), so
-    load from other processes hits them alike; rows keep the raw samples (`_ttft`, `_decode`) so speedups
-    can be taken as medians of paired ratios. `on_batch(row)` runs after each batch size of the first model
-    (the memory worker, which passes a single model, records peak RSS there). On CUDA each row gets
+    Returns `out[model][runtime]`: one dict per batch size. Each repeat runs one generation per
+    (model, runtime) pair — an "engine" — in a rotating order:
+    - `interleave="step"` (default): every engine prefills, then all engines advance one decode step at a
+      time, in an order that rotates every step. A dense step and its pruned step are then ~0.1 s apart,
+      so load from other processes hits both alike: the paired ratios are several times tighter on a
+      shared machine than with whole generations. Each model's weights are evicted from the caches by the
+      others between its steps: this measures streaming from memory (what the byte model assumes); a
+      model small enough to stay in the last-level cache would run faster alone.
+    - `interleave="generation"`: each engine runs its whole generation alone, one after the other.
+    Rows keep the raw samples (`_ttft`, `_decode`, `_ttft_cpu`, `_decode_cpu`: per repeat; decode is the
+    sum of its steps) so speedups can be taken as medians of paired ratios. Models are loaded once per
+    weight layout. `on_batch(row)` runs after each batch size of the first engine (the memory worker,
+    which passes one model and one runtime, records peak RSS there). On CUDA each row gets
     `peak_cuda_alloc_mib`, meaningful only when one model is loaded.
     """
+    runtimes = [Runtime.parse(r) for r in runtimes]
+    if interleave not in INTERLEAVES:
+        raise BenchConfigError(f"interleave must be one of {', '.join(INTERLEAVES)}, got {interleave!r}")
+    if any(r.compile for r in runtimes) and warmup < 1:
+        raise BenchConfigError("a compiled runtime needs warmup >= 1 (the first run compiles)")
     if threads:
         torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
-    models = [build_random_model(c, DTYPES[dtype], device, seed) for c in configs]
+    layouts = sorted({r.weight_layout for r in runtimes})
+    models: list[dict[str, torch.nn.Module]] = []
+    for source in sources:
+        base = load_model(source, DTYPES[dtype], device, seed)
+        by_layout = {"out_in": base} if "out_in" in layouts else {}
+        if "in_out" in layouts:
+            by_layout["in_out"] = to_in_out_layout(copy.deepcopy(base) if "out_in" in layouts else base)
+        models.append(by_layout)
+    engines = [
+        [Engine(m[r.weight_layout], r, context, decode_tokens, device) for r in runtimes] for m in models
+    ]
+    # Runtime-major: a runtime's dense and pruned models run back to back, so their paired ratio sees
+    # the same load from other processes.
+    pairs = [(i, j) for j in range(len(runtimes)) for i in range(len(engines))]
     gen = torch.Generator().manual_seed(seed)
-    out: list[list[dict[str, Any]]] = [[] for _ in models]
-    for bs in sorted(batch_sizes):
-        ids = torch.randint(0, configs[0].vocab_size, (bs, context), generator=gen).to(device)
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        samples: list[list[tuple[float, ...]]] = [[] for _ in models]
-        for model in models:
-            for _ in range(warmup):
-                _generate_timed(model, ids, decode_tokens, device)
-        for r in range(repeats):
-            for k in range(len(models)):
-                i = (k + r) % len(models)
-                samples[i].append(_generate_timed(models[i], ids, decode_tokens, device))
-        for i, model in enumerate(models):
-            ttft, dec, ttft_cpu, dec_cpu = (list(x) for x in zip(*samples[i], strict=True))
-            dec_s = statistics.median(dec)
-            row: dict[str, Any] = {
-                "batch_size": bs, "params": sum(p.numel() for p in model.parameters()),
-                "threads": torch.get_num_threads(), "loadavg_1m": os.getloadavg()[0],
-                "ttft_ms": 1e3 * statistics.median(ttft), "ttft_ms_min": 1e3 * min(ttft),
-                "ttft_ms_max": 1e3 * max(ttft),
-                "decode_tok_s": bs * decode_tokens / dec_s if decode_tokens else float("nan"),
-                "decode_ms_per_step": 1e3 * dec_s / decode_tokens if decode_tokens else float("nan"),
-                "ttft_cpu_ms": 1e3 * statistics.median(ttft_cpu),
-                "decode_cpu_ms_per_step": 1e3 * statistics.median(dec_cpu) / decode_tokens,
-                "_ttft": ttft, "_decode": dec, "_ttft_cpu": ttft_cpu, "_decode_cpu": dec_cpu,
-            }  # fmt: skip
+    out: list[list[list[dict[str, Any]]]] = [[[] for _ in runtimes] for _ in engines]
+    compiled = sum(r.compile for r in runtimes) * len(sources) * len(batch_sizes)
+    with compile_settings(compiled) if compiled else contextlib.nullcontext():
+        for bs in sorted(batch_sizes):
+            ids = torch.randint(0, sources[0].config.vocab_size, (bs, context), generator=gen).to(device)
             if device.startswith("cuda"):
-                row["peak_cuda_alloc_mib"] = torch.cuda.max_memory_allocated() / 2**20
-            if on_batch and i == 0:
-                on_batch(row)
-            out[i].append(row)
+                torch.cuda.reset_peak_memory_stats()
+            samples: dict[tuple[int, int], list[tuple[float, ...]]] = {p: [] for p in pairs}
+            for i, j in pairs:
+                for _ in range(warmup):
+                    engines[i][j].generate_timed(ids)
+            for r in range(repeats):
+                rotated = pairs[r % len(pairs) :] + pairs[: r % len(pairs)]
+                order = [engines[i][j] for i, j in rotated]
+                for pair, timed in zip(
+                    rotated, _one_repeat(order, ids, decode_tokens, interleave), strict=True
+                ):
+                    samples[pair].append(timed)
+            for i, j in pairs:
+                out[i][j].append(_timing_row(samples[(i, j)], bs, decode_tokens, models[i]))
+                if device.startswith("cuda"):
+                    out[i][j][-1]["peak_cuda_alloc_mib"] = torch.cuda.max_memory_allocated() / 2**20
+                if on_batch and (i, j) == (0, 0):
+                    on_batch(out[i][j][-1])
     return out
 
 
-def measure_memory(config: PretrainedConfig, **kwargs: Any) -> list[dict[str, Any]]:
-    """One untimed-quality generation per batch size of a single model, for its peak memory.
+def _one_repeat(
+    order: list[Engine], ids: torch.Tensor, decode_tokens: int, interleave: str
+) -> list[tuple[float, float, float, float]]:
+    """One generation per engine, started in `order`; each engine's (TTFT wall, decode wall, TTFT CPU,
+    decode CPU), in `order`."""
+    if interleave == "generation":
+        timed = [engine.generate_timed(ids) for engine in order]
+    else:
+        prefill = [engine.prefill(ids) for engine in order]
+        decode = [[0.0, 0.0] for _ in order]
+        for t in range(decode_tokens):
+            for k in range(len(order)):
+                e = (k + t) % len(order)
+                wall, cpu = order[e].step()
+                decode[e][0] += wall
+                decode[e][1] += cpu
+        timed = [(p[0], d[0], p[1], d[1]) for p, d in zip(prefill, decode, strict=True)]
+    return timed
+
+
+def _timing_row(
+    samples: list[tuple[float, ...]], bs: int, decode_tokens: int, models: dict[str, torch.nn.Module]
+) -> dict[str, Any]:
+    ttft, dec, ttft_cpu, dec_cpu = (list(x) for x in zip(*samples, strict=True))
+    dec_s = statistics.median(dec)
+    model = next(iter(models.values()))
+    return {
+        "batch_size": bs, "params": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(), "loadavg_1m": os.getloadavg()[0],
+        "ttft_ms": 1e3 * statistics.median(ttft), "ttft_ms_min": 1e3 * min(ttft),
+        "ttft_ms_max": 1e3 * max(ttft),
+        "decode_tok_s": bs * decode_tokens / dec_s, "decode_ms_per_step": 1e3 * dec_s / decode_tokens,
+        "ttft_cpu_ms": 1e3 * statistics.median(ttft_cpu),
+        "decode_cpu_ms_per_step": 1e3 * statistics.median(dec_cpu) / decode_tokens,
+        "_ttft": ttft, "_decode": dec, "_ttft_cpu": ttft_cpu, "_decode_cpu": dec_cpu,
+    }  # fmt: skip
+
+
+def measure_memory(source: ModelSource, **kwargs: Any) -> list[dict[str, Any]]:
+    """One generation per batch size of a single model under `kwargs["runtimes"][0]`, for its peak memory.
 
     CPU: in a fresh Python process, so the peak RSS (`peak_rss_mib`, running maximum over ascending batch
     sizes) belongs to this model alone. CUDA: in this process, `torch.cuda.max_memory_allocated` per batch.
     """
-    kwargs.update(repeats=1, warmup=0)
+    runtime = Runtime.parse(kwargs.get("runtimes", ["dynamic"])[0])
+    kwargs.update(repeats=1, warmup=int(runtime.compile), runtimes=[runtime.name])
     if str(kwargs.get("device", "cpu")).startswith("cuda"):
-        rows = measure([config], **kwargs)[0]
+        rows = measure([source], **kwargs)[0][0]
         torch.cuda.empty_cache()
         return rows
-    return in_fresh_process("pat_lite.bench.inference", config, kwargs)
+    return in_fresh_process(
+        "pat_lite.bench.inference", source.config, {**kwargs, "checkpoint": source.checkpoint}
+    )
 
 
 def _worker(tmp: str) -> None:
     """Subprocess entry of `measure_memory`: record the running peak RSS after each batch size."""
     config, spec = worker_inputs(tmp)
-    rows = measure([config], on_batch=lambda row: row.update(peak_rss_mib=peak_rss_mib()), **spec)[0]
-    worker_output(tmp, rows)
+    source = ModelSource(config, spec.pop("checkpoint"))
+    rows = measure([source], on_batch=lambda row: row.update(peak_rss_mib=peak_rss_mib()), **spec)[0][0]
+    worker_output(tmp, [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
 
 
 # ------------------------------------------------------------------------------------------- benchmark
-def _paired_speedup(ref: list[float], new: list[float], higher_is_better: bool = False) -> float:
-    """Median over repeats of the per-repeat ratio (robust to load drifting between repeats)."""
-    ratios = [(n / r) if higher_is_better else (r / n) for r, n in zip(ref, new, strict=True)]
-    return statistics.median(ratios)
+def _paired_speedup(ref: list[float], new: list[float]) -> float:
+    """Median over repeats of the per-repeat ratio ref/new (robust to load drifting between repeats)."""
+    return statistics.median(r / n for r, n in zip(ref, new, strict=True))
+
+
+def _paired_quartiles(ref: list[float], new: list[float]) -> tuple[float, float]:
+    """First and third quartiles of the per-repeat ratios ref/new (both the ratio for a single repeat)."""
+    ratios = [r / n for r, n in zip(ref, new, strict=True)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0]
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return q1, q3
+
+
+def _check_options(dtypes, batch_sizes, repeats, context, decode_tokens, runtimes) -> list[Runtime]:
+    for name in dtypes:
+        if name not in DTYPES:
+            raise BenchConfigError(f"unknown dtype {name!r}; choose from {', '.join(DTYPES)}")
+    if not batch_sizes or min(batch_sizes) < 1 or repeats < 1 or context < 1 or decode_tokens < 1:
+        raise BenchConfigError("batch sizes, repeats, context and decode_tokens must be >= 1")
+    if not runtimes:
+        raise BenchConfigError("give at least one runtime, e.g. dynamic")
+    parsed = [Runtime.parse(r) for r in runtimes]
+    if len({r.name for r in parsed}) != len(parsed):
+        raise BenchConfigError(f"runtimes listed twice: {[r.name for r in parsed]}")
+    return parsed
 
 
 def run_benchmark(
@@ -233,23 +268,29 @@ def run_benchmark(
     batch_sizes: Sequence[int] = (1, 4, 16), dtypes: Sequence[str] = ("float32",), context: int = 128,
     decode_tokens: int = 16, repeats: int = 3, warmup: int = 1, num_layers: int | None = None,
     device: str = "auto", threads: int | None = None, memory: bool = True, seed: int = 0,
-    verbose: bool = True,
+    runtimes: Sequence[Runtime | str] = ("dynamic",), weights: str = "auto", floor: bool = True,
+    interleave: str = "step", verbose: bool = True,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Benchmark the dense model against its pruned width(s); one row (COLUMNS) per dtype/variant/batch.
+    """Benchmark the dense model against its pruned width(s); one row (COLUMNS) per dtype, runtime, variant
+    and batch size.
 
     Variants: `dense`; `pruned` at `width` (default: `width_for_ratio(config, ratio, alignment)`);
     `unaligned` at the nearest widths that are multiples of num_attention_heads only (if
-    `compare_unaligned`); `extra` at `extra_widths`. Timing: all variants of one dtype loaded together,
-    interleaved (see `measure`). `memory`: one extra pass per model (`measure_memory`) for peak memory.
+    `compare_unaligned`); `extra` at `extra_widths`. `runtimes`: e.g. ("dynamic", "static+compile"), the
+    first is the baseline of `*_runtime_gain_cpu`. `weights`: "random", "real" or "auto" (real for the
+    embedded smollm2-135m). `floor`: also time the floor model (`costs.floor_config`) for the honest
+    ideal's fixed cost (without it F = 0). `interleave`: "step" or "generation" (see `measure`).
+    `memory`: one extra pass per model for peak memory.
     """
     check_ratio(ratio)
-    for name in dtypes:
-        if name not in DTYPES:
-            raise BenchConfigError(f"unknown dtype {name!r}; choose from {', '.join(DTYPES)}")
-    if not batch_sizes or min(batch_sizes) < 1 or repeats < 1 or context < 1 or decode_tokens < 1:
-        raise BenchConfigError("batch sizes, repeats, context and decode_tokens must be >= 1")
-    config = resolve_config(config_or_name, num_layers)
-    name = str(getattr(config, "name_or_path", "") or config.model_type)
+    parsed_runtimes = _check_options(dtypes, batch_sizes, repeats, context, decode_tokens, runtimes)
+    name = config_or_name if isinstance(config_or_name, str) else ""
+    real = bool(name) and wants_real_weights(name, weights)
+    if real and num_layers is not None:
+        raise BenchConfigError("num_layers shortens random-weight models only; drop it for real weights")
+    checkpoint = str(real_checkpoint(name)) if real else None
+    config = resolve_config(checkpoint or config_or_name, num_layers)
+    name = name or str(getattr(config, "name_or_path", "") or config.model_type)
     if width is None:
         width = width_for_ratio(config, ratio, alignment)
     check_width(config, width)
@@ -260,168 +301,134 @@ def run_benchmark(
     configs = [config if w is None else shrunk_config(config, w) for _, w in variants]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    rows: list[dict[str, Any]] = []
-    for dtype in dtypes:
-        kwargs = dict(
-            dtype=dtype, batch_sizes=list(batch_sizes), context=context, decode_tokens=decode_tokens,
-            device=device, seed=seed, threads=threads,
-        )  # fmt: skip
-        t0 = time.perf_counter()
-        if verbose:
-            widths = ", ".join(f"{v} {c.hidden_size}" for (v, _), c in zip(variants, configs, strict=True))
-            print(
-                f"[bench] {name} ({config.num_hidden_layers} layers) {dtype} on {device}: {widths}",
-                flush=True,
-            )
-        timed = measure(configs, repeats=repeats, warmup=warmup, **kwargs)
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-        if verbose:
-            print(f"[bench]   timing done in {time.perf_counter() - t0:.0f} s", flush=True)
-        mems = [measure_memory(c, **kwargs) if memory else None for c in configs]
-        if verbose and memory:
-            print(f"[bench]   memory passes done in {time.perf_counter() - t0:.0f} s", flush=True)
-        for (variant, w), cfg, measured, mem in zip(variants, configs, timed, mems, strict=True):
-            for j, m in enumerate(measured):
-                bs = m["batch_size"]
-                row = {c: "" for c in COLUMNS}
-                row.update(m)
-                for key in ("peak_rss_mib", "peak_cuda_alloc_mib"):
-                    row[key] = mem[j].get(key, "") if mem else ""
-                row.update(
-                    model=name, variant=variant, hidden_size=config.hidden_size, width=cfg.hidden_size,
-                    aligned=bool(alignment) and cfg.hidden_size % alignment == 0, dtype=dtype,
-                    num_layers=config.num_hidden_layers, device=device, context=context,
-                    decode_tokens=decode_tokens, repeats=repeats,
+    floor_source = [ModelSource(floor_config(config))] if floor else []
+    with tempfile.TemporaryDirectory(prefix="pat_bench_real_") as tmp:
+        rows: list[dict[str, Any]] = []
+        for dtype in dtypes:
+            sources = [ModelSource(c) for c in configs] + floor_source
+            if real:
+                paths = save_real_variants(checkpoint, [w for _, w in variants[1:]], tmp, DTYPES[dtype])
+                sources = [ModelSource(c, str(p)) for c, p in zip(configs, paths, strict=True)] + floor_source
+            kwargs = dict(
+                dtype=dtype, batch_sizes=list(batch_sizes), context=context, decode_tokens=decode_tokens,
+                device=device, seed=seed, threads=threads,
+            )  # fmt: skip
+            t0 = time.perf_counter()
+            if verbose:
+                widths = ", ".join(
+                    f"{v} {c.hidden_size}" for (v, _), c in zip(variants, configs, strict=True)
+                )
+                print(
+                    f"[bench] {name} ({config.num_hidden_layers} layers, {'real' if real else 'random'} "
+                    f"weights) {dtype} on {device}: {widths}; runtimes "
+                    f"{', '.join(r.name for r in parsed_runtimes)}", flush=True,
                 )  # fmt: skip
-                kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-                kv_elems = (
-                    2 * cfg.num_hidden_layers * kv_heads * head_dim(cfg) * (context + decode_tokens) * bs
-                )
-                row["est_weights_kv_mib"] = (m["params"] + kv_elems) * DTYPES[dtype].itemsize / 2**20
-                ideal = ideal_speedup(config, w, context, bs, decode_tokens) if w else None
-                ref = timed[0][j]
-                row.update(
-                    prefill_speedup=_paired_speedup(ref["_ttft"], m["_ttft"]),
-                    decode_speedup=_paired_speedup(ref["_decode"], m["_decode"]),
-                    prefill_speedup_cpu=_paired_speedup(ref["_ttft_cpu"], m["_ttft_cpu"]),
-                    decode_speedup_cpu=_paired_speedup(ref["_decode_cpu"], m["_decode_cpu"]),
-                    prefill_speedup_best=min(ref["_ttft"]) / min(m["_ttft"]),
-                    decode_speedup_best=min(ref["_decode"]) / min(m["_decode"]),
-                    prefill_speedup_ideal=ideal["prefill"] if ideal else 1.0,
-                    decode_speedup_ideal=ideal["decode"] if ideal else 1.0,
-                )
-                row["prefill_efficiency"] = row["prefill_speedup"] / row["prefill_speedup_ideal"]
-                row["decode_efficiency"] = row["decode_speedup"] / row["decode_speedup_ideal"]
-                row["prefill_efficiency_cpu"] = row["prefill_speedup_cpu"] / row["prefill_speedup_ideal"]
-                row["decode_efficiency_cpu"] = row["decode_speedup_cpu"] / row["decode_speedup_ideal"]
-                rows.append(row)
-        del timed
+            timed = measure(
+                sources,
+                runtimes=parsed_runtimes,
+                repeats=repeats,
+                warmup=warmup,
+                interleave=interleave,
+                **kwargs,
+            )
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if verbose:
+                print(f"[bench]   timing done in {time.perf_counter() - t0:.0f} s", flush=True)
+            kwargs["runtimes"] = [parsed_runtimes[0].name]
+            mems = [measure_memory(s, **kwargs) if memory else None for s in sources[: len(variants)]]
+            if verbose and memory:
+                print(f"[bench]   memory passes done in {time.perf_counter() - t0:.0f} s", flush=True)
+            common = dict(
+                model=name, weights="real" if real else "random", hidden_size=config.hidden_size,
+                num_layers=config.num_hidden_layers, dtype=dtype, device=device, context=context,
+                decode_tokens=decode_tokens, repeats=repeats,
+            )  # fmt: skip
+            rows += _result_rows(config, variants, parsed_runtimes, timed, mems, common, alignment, floor)
+            del timed
     return rows
 
 
-#: Panel titles of the memory column `plot_benchmark` shows (the first one the rows have values for).
-MEMORY_TITLES = {
-    "peak_cuda_alloc_mib": "peak CUDA memory allocated (MiB)",
-    "peak_rss_mib": "peak process memory, RSS (MiB)",
-    "est_weights_kv_mib": "estimated memory: weights + KV cache (MiB)",
-}
+def _result_rows(
+    config: PretrainedConfig, variants: list[tuple[str, int | None]], runtimes: list[Runtime],
+    timed: list[list[list[dict[str, Any]]]], mems: list[list[dict[str, Any]] | None], common: dict[str, Any],
+    alignment: int | None, floor: bool,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One COLUMNS row per variant, runtime and batch size: the measured times, speedups vs dense under
+    the same runtime, ideals, the gain of each runtime over the first, and memory (first runtime only)."""
+    rows = []
+    for i, (variant, width) in enumerate(variants):
+        cfg = config if width is None else shrunk_config(config, width)
+        for j, runtime in enumerate(runtimes):
+            for k, measured in enumerate(timed[i][j]):
+                row = {c: "" for c in COLUMNS}
+                row.update(measured, **common, variant=variant, runtime=runtime.name, width=cfg.hidden_size)
+                row["aligned"] = bool(alignment) and cfg.hidden_size % alignment == 0
+                if mems[i] and j == 0:
+                    for key in ("peak_rss_mib", "peak_cuda_alloc_mib"):
+                        row[key] = mems[i][k].get(key, "")
+                row["est_weights_kv_mib"] = _estimated_mib(cfg, measured, common)
+                floor_row = timed[-1][j][k] if floor else None
+                row.update(_speedups(config, width, runtime, timed[0][j][k], measured, floor_row, common))
+                first_runtime = timed[i][0][k]
+                row["prefill_runtime_gain_cpu"] = _paired_speedup(
+                    first_runtime["_ttft_cpu"], measured["_ttft_cpu"]
+                )
+                row["decode_runtime_gain_cpu"] = _paired_speedup(
+                    first_runtime["_decode_cpu"], measured["_decode_cpu"]
+                )
+                rows.append(row)
+    return rows
 
 
-def plot_benchmark(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """PNG of `benchmark_figure(rows)` at `path` (folders created); returns the path."""
-    fig = benchmark_figure(rows)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+def _estimated_mib(cfg: PretrainedConfig, measured: dict[str, Any], common: dict[str, Any]) -> float:
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    length = common["context"] + common["decode_tokens"]
+    kv_elems = 2 * cfg.num_hidden_layers * kv_heads * head_dim(cfg) * length * measured["batch_size"]
+    return (measured["params"] + kv_elems) * DTYPES[common["dtype"]].itemsize / 2**20
 
 
-def benchmark_figure(rows: Sequence[dict[str, Any]]):
-    """TTFT vs batch size, measured vs ideal prefill and decode speedups, and memory (measured peak, or the
-    weights + KV-cache estimate when no peak was measured); one panel each."""
-    # A bare Figure draws without pyplot, so the caller's backend (e.g. a notebook's inline) is untouched.
-    import matplotlib
-    from matplotlib.figure import Figure
+def _speedups(
+    config: PretrainedConfig, width: int | None, runtime: Runtime, dense: dict[str, Any], m: dict[str, Any],
+    floor: dict[str, Any] | None, common: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """Measured speedups vs dense, the naive and honest ideals, and efficiencies, for one row.
 
-    fig = Figure(figsize=(18, 4.2))
-    axes = fig.subplots(1, 4)
-    series: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    for r in rows:
-        series.setdefault((r["dtype"], r["variant"], r["width"]), []).append(r)
-    markers = {"float32": "o", "bfloat16": "s", "float16": "^"}
-    palette = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    colours: dict[tuple[str, int], str] = {}
-    cuda = any(r.get("peak_cuda_alloc_mib") not in ("", None) for r in rows)
-    mem_col = "peak_cuda_alloc_mib" if cuda else "peak_rss_mib"
-    if all(r.get(mem_col) in ("", None) for r in rows):
-        mem_col = "est_weights_kv_mib"
-    for (dtype, variant, width), rs in series.items():
-        rs = sorted(rs, key=lambda r: r["batch_size"])
-        bs = [r["batch_size"] for r in rs]
-        colour = colours.setdefault((variant, width), palette[len(colours) % len(palette)])
-        style = dict(color=colour, marker=markers.get(dtype, "o"), label=f"{variant} {width} {dtype}")
-        axes[0].plot(bs, [r["ttft_ms"] for r in rs], "-", **style)
-        axes[3].plot(bs, [float(r[mem_col]) for r in rs], "-", **style)
-        if variant != "dense":
-            for ax, key in ((axes[1], "prefill"), (axes[2], "decode")):
-                ax.plot(bs, [r[f"{key}_speedup"] for r in rs], "-", **style)
-                if rs[0]["device"] == "cpu":
-                    ax.plot(bs, [r[f"{key}_speedup_cpu"] for r in rs], "--", color=colour, marker="x")
-                # marker "_" keeps the ideal visible when there is a single batch size (no line to draw)
-                ideal = [r[f"{key}_speedup_ideal"] for r in rs]
-                ax.plot(bs, ideal, ":", color=colour, alpha=0.7, marker="_", markersize=14)
-    titles = ["time to first token (ms)", "prefill speedup (ideal: FLOP ratio)",
-              "decode speedup (ideal: byte ratio)", MEMORY_TITLES[mem_col]]  # fmt: skip
-    for ax in axes[1:3]:
-        ax.plot([], [], "k-", label="wall time")
-        if any(r["device"] == "cpu" for r in rows):
-            ax.plot([], [], "k--", marker="x", label="CPU time")
-        ax.plot([], [], "k:", marker="_", markersize=14, label="ideal")
-        ax.legend(fontsize=7)
-    sizes = sorted({r["batch_size"] for r in rows})
-    for ax, title in zip(axes, titles, strict=True):
-        ax.set_title(title, fontsize=10)
-        if len(sizes) > 1:  # batch sizes grow geometrically; one size needs no log axis
-            ax.set_xscale("log", base=2)
-        ax.set_xticks(sizes, [str(b) for b in sizes])
-        ax.minorticks_off()
-        ax.set_xlabel("batch size")
-        ax.grid(alpha=0.3)
-    if len(sizes) > 1:
-        axes[0].set_yscale("log")
-    axes[0].legend(fontsize=7)
-    if rows:
-        r = rows[0]
-        fig.suptitle(f"{r['model']} ({r['num_layers']} layers), context {r['context']}, {r['device']}")
-    fig.tight_layout()
-    return fig
-
-
-def format_summary(rows: Sequence[dict[str, Any]]) -> str:
-    """Plain-text table: TTFT, decode speed, measured (wall, best-of, CPU time) vs ideal speedup, memory."""
-    head = (
-        f"{'dtype':8} {'variant':9} {'width':>5} {'bs':>3} | {'TTFT ms':>8} {'x wall':>6} {'x best':>6} "
-        f"{'x cpu':>6} {'ideal':>6} | {'tok/s':>7} {'x wall':>6} {'x best':>6} {'x cpu':>6} {'ideal':>6} "
-        f"| {'mem MiB':>8}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        mem = next((r[c] for c in ("peak_cuda_alloc_mib", "peak_rss_mib") if r.get(c) not in ("", None)), "")
-        mem_s = f"{mem:8.0f}" if mem != "" else f"~{r['est_weights_kv_mib']:7.0f}"
-        lines.append(
-            f"{r['dtype']:8} {r['variant']:9} {r['width']:5d} {r['batch_size']:3d} | {r['ttft_ms']:8.1f} "
-            f"{r['prefill_speedup']:6.3f} {r['prefill_speedup_best']:6.3f} {r['prefill_speedup_cpu']:6.3f} "
-            f"{r['prefill_speedup_ideal']:6.3f} | {r['decode_tok_s']:7.2f} {r['decode_speedup']:6.3f} "
-            f"{r['decode_speedup_best']:6.3f} {r['decode_speedup_cpu']:6.3f} "
-            f"{r['decode_speedup_ideal']:6.3f} | {mem_s}"
-        )
-    lines.append(
-        "x wall: median of paired per-repeat wall-time ratios vs dense; x best: ratio of the fastest "
-        "repeats;\nx cpu: as x wall, on process CPU time (steady when other jobs share the CPU); "
-        "ideal: FLOP ratio (prefill), byte ratio (decode);\nmem: peak (~ = estimate: parameter + KV bytes)"
-    )
-    return "\n".join(lines)
+    The honest ideal takes its times from process-CPU medians on a CPU (steady under load) and from wall
+    medians on CUDA (where the work is not on this process's CPU)."""
+    context, decode_tokens = common["context"], common["decode_tokens"]
+    bs = m["batch_size"]
+    out: dict[str, Any] = {
+        "floor_ttft_cpu_ms": floor["ttft_cpu_ms"] if floor else "",
+        "floor_decode_cpu_ms_per_step": floor["decode_cpu_ms_per_step"] if floor else "",
+    }
+    cpu = not common["device"].startswith("cuda")
+    pruned_config = shrunk_config(config, width) if width else config
+    for phase, key in (("prefill", "ttft"), ("decode", "decode")):
+        out[f"{phase}_speedup"] = _paired_speedup(dense[f"_{key}"], m[f"_{key}"])
+        out[f"{phase}_speedup_cpu"] = _paired_speedup(dense[f"_{key}_cpu"], m[f"_{key}_cpu"])
+        q1, q3 = _paired_quartiles(dense[f"_{key}_cpu"], m[f"_{key}_cpu"])
+        out[f"{phase}_speedup_cpu_q1"], out[f"{phase}_speedup_cpu_q3"] = q1, q3
+        out[f"{phase}_speedup_best"] = min(dense[f"_{key}"]) / min(m[f"_{key}"])
+        if phase == "prefill":
+            work = [honest_prefill_flops(c, context, bs)["total"] for c in (config, pruned_config)]
+        else:
+            kv = dict(cache=runtime.cache, expanded_kv=runtime.expanded_kv)
+            work = [
+                honest_decode_elements(c, context, bs, decode_tokens, **kv)["total"]
+                for c in (config, pruned_config)
+            ]
+        samples = f"_{key}_cpu" if cpu else f"_{key}"
+        dense_time = statistics.median(dense[samples])
+        floor_time = statistics.median(floor[samples]) if floor else 0.0
+        naive = ideal_speedup(config, width, context, bs, decode_tokens)[phase] if width else 1.0
+        honest = honest_speedup(work[0], work[1], dense_time, floor_time)
+        out[f"{phase}_speedup_ideal"] = naive
+        out[f"{phase}_speedup_ideal_honest"] = honest
+        for suffix, measured in (("", out[f"{phase}_speedup"]), ("_cpu", out[f"{phase}_speedup_cpu"])):
+            out[f"{phase}_efficiency{suffix}"] = measured / naive
+            out[f"{phase}_efficiency_honest{suffix}"] = measured / honest
+    return out
 
 
 #: Every option of `run_benchmark` the CLI and preset files (configs/bench/*.yaml) may set, with defaults.
@@ -443,6 +450,10 @@ DEFAULT_OPTIONS: dict[str, Any] = dict(
     threads=None,
     memory=True,
     seed=0,
+    runtimes=("dynamic",),
+    weights="auto",
+    floor=True,
+    interleave="step",
     out="artifacts/bench",
 )
 
