@@ -100,6 +100,7 @@ prompts = prompts or [
 ]
 
 
+# %%
 def generate(model, tok, question):
     if tok.chat_template:
         text = tok.apply_chat_template(
