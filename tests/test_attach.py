@@ -1,6 +1,8 @@
 """attach_pat on stock transformers models: nothing changes at step 0, the losses, bad input
 (docs/method.md §3-§5)."""
 
+import math
+
 import pytest
 import torch
 from tiny_models import TINY_CONFIGS, tiny_model, token_batch
@@ -11,11 +13,14 @@ from pat_lite import (
     UnsupportedArchitectureError,
     attach_pat,
     detach_pat,
+    force_mask,
     get_pat,
     pat_losses,
     set_pat_step,
 )
 from pat_lite.core.hsm import HSM
+from pat_lite.core.mask import EPSILON
+from pat_lite.core.slicing import norm_channels
 
 
 @pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
@@ -163,3 +168,80 @@ def test_module_apply_still_walks_an_attached_model():
     visited = []
     model.apply(lambda module: visited.append(type(module).__name__))
     assert "HSM" in visited and "GlobalMask" in visited
+
+
+# ---------------------------------------------------------------------------- forcing the soft/exact mask
+def test_force_mask_picks_soft_or_exact_whatever_the_mode_and_restores_it():
+    model = attach_pat(tiny_model("llama-gqa"), PATConfig(hio_rank=4, milestone_step=10))
+    with torch.no_grad():
+        get_pat(model).mask.proxies.copy_(torch.linspace(-0.5, 0.5, 64))
+    set_pat_step(model, 4)
+    ids = token_batch()
+    with torch.no_grad():
+        soft = model.train()(ids).logits  # the tiny models have no dropout: train = eval but for the mask
+        exact = model.eval()(ids).logits
+        assert not torch.allclose(soft, exact)
+        with force_mask(model, "soft"):
+            torch.testing.assert_close(model(ids).logits, soft, rtol=0, atol=0)
+        model.train()
+        with force_mask(model, "exact"):
+            torch.testing.assert_close(model(ids).logits, exact, rtol=0, atol=0)
+        with pytest.raises(KeyError), force_mask(model, "exact"):
+            raise KeyError("the mask is restored even when the block fails")
+        torch.testing.assert_close(model(ids).logits, soft, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="'soft' or 'exact'"), force_mask(model, "hard"):
+        pass
+
+
+def test_logged_temperature_follows_the_schedule():
+    model = attach_pat(tiny_model("llama-gqa"), PATConfig(hio_rank=4, milestone_step=10, schedule="paper"))
+    set_pat_step(model, 9)
+    assert get_pat(model).stats()["tau"] == pytest.approx(1 / (1 - math.log(9) / math.log(10) + 1e-6))
+    set_pat_step(model, 10)
+    assert get_pat(model).stats()["tau"] == pytest.approx(1 / EPSILON)
+
+
+# ------------------------------------------------------------------------------------ fixed channel set
+def test_fixed_norm_mask_keeps_the_norm_channels_and_trains_only_the_hsms():
+    model = tiny_model("llama-mha-bias")
+    expected = norm_channels(model, 48).tolist()
+    attach_pat(model, PATConfig(hio_rank=4, mask_mode="fixed", fixed_channels="norm"))
+    pat = get_pat(model)
+    assert pat.config.fixed_channels == expected  # the resolved config records the channels
+    mask = torch.zeros(64)
+    mask[expected] = 1.0
+    model.train()
+    assert torch.equal(pat.mask(), mask)  # exact from step 0, no milestone needed
+    assert pat.stats() == {"active_channels": 48.0}
+    assert list(pat.mask.parameters()) == []
+    loss = model(token_batch(), labels=token_batch()).loss + pat_losses(model)["total"]
+    assert pat_losses(model)["sparsity"].item() == 0.0
+    loss.backward()
+    assert all(h.L1.grad is not None and h.L1.grad.abs().sum() > 0 for h in pat.hsms.values())
+
+
+def test_fixed_mask_with_a_channel_list():
+    channels = [9, 3, 0, 63, 5, 7, 2, 40]
+    config = PATConfig(target_width=8, hio_rank=4, mask_mode="fixed", fixed_channels=channels)
+    model = attach_pat(tiny_model("llama-gqa"), config)
+    assert get_pat(model).config.fixed_channels == [0, 2, 3, 5, 7, 9, 40, 63]
+    assert torch.nonzero(get_pat(model).mask.eval()()).flatten().tolist() == [0, 2, 3, 5, 7, 9, 40, 63]
+
+
+def test_bad_fixed_channel_settings_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="needs fixed_channels"):
+        PATConfig(mask_mode="fixed")
+    with pytest.raises(ValueError, match="only used with mask_mode='fixed'"):
+        PATConfig(fixed_channels="norm")
+    with pytest.raises(ValueError, match="list of channel indices or 'norm'"):
+        PATConfig(mask_mode="fixed", fixed_channels="largest")
+    with pytest.raises(ValueError, match="lists a channel twice"):
+        PATConfig(mask_mode="fixed", fixed_channels=[1, 1, 2])
+    with pytest.raises(ValueError, match="non-negative channel indices"):
+        PATConfig(mask_mode="fixed", fixed_channels=[-1, 2])
+    with pytest.raises(ValueError, match="lists 3 channels but the target width is 48"):
+        PATConfig(mask_mode="fixed", fixed_channels=[0, 1, 2]).resolve(llama())
+    with pytest.raises(ValueError, match="index 64, beyond the hidden size 64"):
+        PATConfig(target_width=4, mask_mode="fixed", fixed_channels=[0, 1, 2, 64]).resolve(llama())
+    with pytest.raises(ValueError, match="schedule must be 'released' or 'paper'"):
+        PATConfig(schedule="faster")

@@ -7,7 +7,10 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pat_lite"
 #: Bottom to top. A module may import from its own layer and from any layer listed before it.
-LAYERS = ["utils", "resources", "core", "data", "evaluation", "models", "training", "bench", "study", "cli"]
+LAYERS = [
+    "utils", "resources", "core", "data", "evaluation", "models",
+    "baselines", "training", "bench", "study", "cli",
+]  # fmt: skip
 
 
 def _layer(module: str) -> str:

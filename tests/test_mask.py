@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pat_lite.core.mask import (
+    EPSILON,
     GlobalMask,
     StraightThroughStep,
     frozen_gate,
@@ -14,7 +15,10 @@ from pat_lite.core.mask import (
     gate_offset,
     gate_temperature,
     kept_channels,
+    mask_moving_steps,
+    schedule_temperature,
     sparsity_loss,
+    top_channels,
 )
 
 S0 = 100
@@ -119,3 +123,95 @@ def test_sparsity_loss_value_by_hand():
     proxies = torch.tensor([0.7, 0.5, -0.1, -0.5])
     expected = 10 * abs(2 - 3) / 3 + ((0.2**2 + 0.0) / 2) + ((0.4**2 + 0.0) / 2)
     assert sparsity_loss(proxies, target=3).item() == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------------ the paper's schedule (Eq. 6)
+def tau_formula(step: int, milestone: int = S0) -> float:
+    return 1 / (1 - math.log(max(1, step)) / math.log(milestone) + 1e-6)
+
+
+def paper_mask(width: int = 8, target: int = 3, proxies=None) -> GlobalMask:
+    mask = GlobalMask(width=width, target=target, schedule="paper")
+    mask.milestone = S0
+    with torch.no_grad():
+        values = [0.4, -0.1, 0.2, -0.5, 0.05, 0.7, -0.3, -0.2] if proxies is None else proxies
+        mask.proxies.copy_(torch.tensor(values))
+    return mask.train()
+
+
+@pytest.mark.parametrize("step", [0, 1, 37, 80, 90, 99])
+def test_paper_temperature_follows_the_formula_up_to_s0_without_the_freeze(step):
+    assert schedule_temperature(step, S0, "paper") == pytest.approx(tau_formula(step), rel=1e-12)
+    assert schedule_temperature(step, S0, "released") == pytest.approx(tau_formula(min(step, 80)), rel=1e-12)
+
+
+@pytest.mark.parametrize("step", [100, 101, 5_000])
+def test_paper_temperature_is_one_over_epsilon_from_s0_on(step):
+    assert schedule_temperature(step, S0, "paper") == pytest.approx(1 / EPSILON)
+
+
+@pytest.mark.parametrize("step", [0, 40, 80, 99])
+def test_paper_gate_before_s0_is_the_soft_formula_and_keeps_the_task_gradient(step):
+    mask = paper_mask()
+    mask.step = step
+    tau, beta = tau_formula(step), gate_offset(step, S0)
+    expected = 1 / (1 + torch.exp(torch.clamp(-tau * mask.proxies.detach(), max=10.0))) + beta
+    values = mask()
+    torch.testing.assert_close(values, expected)
+    (values * torch.arange(8.0)).sum().backward()  # not detached at 0.8·s0, unlike the released schedule
+    assert mask.proxies.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("step", [100, 150])
+def test_paper_gate_from_s0_on_is_exactly_the_inference_mask_with_no_task_gradient(step):
+    mask = paper_mask()
+    mask.step = step
+    values = mask()
+    assert torch.equal(values, mask.inference_mask())
+    assert values.tolist() == [1, 0, 1, 0, 0, 1, 0, 0]  # the 3 largest of the 4 positive W_M
+    assert not values.requires_grad
+    sparsity_loss(mask.proxies, target=3).backward()  # only the sparsity loss still moves W_M
+    assert mask.proxies.grad.abs().sum() > 0
+
+
+def test_paper_gate_switches_from_soft_to_exact_at_s0():
+    mask = paper_mask()
+    mask.step = S0 - 1
+    soft = mask().detach()
+    assert not torch.equal(soft, mask.inference_mask())
+    assert ((soft > 0) & (soft < 1)).any()
+    mask.step = S0
+    assert torch.equal(mask(), mask.inference_mask())
+
+
+def test_moving_steps_are_those_whose_gate_passes_the_task_gradient():
+    for milestone, schedule, expected in [(100, "released", 80), (100, "paper", 100), (6, "released", 5)]:
+        moving = mask_moving_steps(milestone, schedule)
+        assert moving == expected
+        mask = GlobalMask(width=4, target=2, schedule=schedule)
+        mask.milestone = milestone
+        mask.train()
+        for step, passes in [(moving - 1, True), (moving, False)]:
+            mask.step = step
+            assert mask().requires_grad is passes, (milestone, schedule, step)
+
+
+# ----------------------------------------------------------------------------------------- fixed mask
+def test_fixed_mask_is_the_exact_mask_on_its_channels_from_step_zero_in_train_and_eval():
+    mask = GlobalMask(width=8, target=3, mode="fixed", fixed_channels=[6, 1, 4])
+    assert list(mask.parameters()) == []  # nothing to learn: W_M gets no gradient
+    expected = [0, 1, 0, 0, 1, 0, 1, 0]
+    assert mask.train()().tolist() == expected  # no milestone needed either
+    mask.milestone, mask.step = S0, 0
+    assert mask().tolist() == expected
+    assert mask.eval()().tolist() == expected
+    assert kept_channels(mask.proxies, 3).tolist() == [1, 4, 6]
+
+
+def test_fixed_mask_refuses_a_channel_list_of_the_wrong_length():
+    with pytest.raises(ValueError, match="exactly 3 channel indices"):
+        GlobalMask(width=8, target=3, mode="fixed", fixed_channels=[0, 1])
+
+
+def test_top_channels_picks_the_largest_with_ties_to_the_lower_index():
+    assert top_channels(torch.tensor([0.1, 0.5, 0.5, 0.2, 0.5]), 2).tolist() == [1, 2]

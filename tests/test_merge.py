@@ -8,16 +8,17 @@ from peft import LoraConfig, get_peft_model
 from tiny_models import TINY_CONFIGS, tiny_model, token_batch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from pat_lite import PATConfig, attach_pat, get_pat, merge_pat
+from pat_lite import PATConfig, attach_pat, get_pat, merge_pat, set_pat_step
 from pat_lite.core.arch import head_dim
+from pat_lite.core.slicing import norm_channels
 
 TOLERANCE = 1e-4  # fp32, max abs logit difference
 
 
-def tuned_model(arch: str, use_dora: bool = False, seed: int = 0):
+def tuned_model(arch: str, use_dora: bool = False, seed: int = 0, **pat_settings):
     """A PAT+LoRA model whose every PAT and LoRA weight is random, mask at exactly the target count."""
     model = tiny_model(arch, seed=seed)
-    attach_pat(model, PATConfig(pruning_ratio=0.25, hio_rank=4, milestone_step=10))
+    attach_pat(model, PATConfig(pruning_ratio=0.25, hio_rank=4, milestone_step=10, **pat_settings))
     lora = LoraConfig(
         r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, use_dora=use_dora
     )
@@ -29,6 +30,8 @@ def tuned_model(arch: str, use_dora: bool = False, seed: int = 0):
             hsm.L1.copy_(0.1 * torch.randn(hsm.L1.shape, generator=generator))
             hsm.scale.copy_(0.5 + torch.rand(hsm.scale.shape, generator=generator))
         width = pat.mask.width
+        if pat.config.mask_mode == "fixed":
+            return model.eval()
         proxies = -0.5 * torch.rand(width, generator=generator)
         keep = torch.randperm(width, generator=generator)[: pat.config.target_width]
         proxies[keep] = 0.5 * torch.rand(keep.numel(), generator=generator) + 0.01
@@ -143,3 +146,44 @@ def test_merged_checkpoint_with_tokenizer_loads_through_auto_classes(tmp_path):
     out = model.generate(**batch, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
     assert out.shape[1] == batch["input_ids"].shape[1] + 3
     assert model.config.head_dim == 16 and model.config.hidden_size == 48
+
+
+@pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
+def test_a_fixed_norm_cut_tuned_with_hsms_merges_exactly_onto_its_channels(arch, tmp_path):
+    tuned = tuned_model(arch, mask_mode="fixed", fixed_channels="norm")
+    pat = get_pat(tuned)
+    ids = token_batch()
+    with torch.no_grad():
+        expected = tuned(input_ids=ids).logits
+        merged = merge_pat(tuned)
+        assert (merged(ids).logits - expected).abs().max().item() <= TOLERANCE
+    assert merged.config.hidden_size == 48
+    assert pat.config.fixed_channels == norm_channels(tiny_model(arch), 48).tolist()
+    merged.save_pretrained(tmp_path)
+    with torch.no_grad():
+        reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+        assert (reloaded(ids).logits - expected).abs().max().item() <= TOLERANCE
+
+
+def test_after_s0_the_paper_schedule_trains_the_model_that_the_merge_produces():
+    tuned = tuned_model("llama-gqa", schedule="paper")  # LoRA dropout 0: train mode differs only in the mask
+    set_pat_step(tuned, 10)  # s0
+    ids = token_batch()
+    with torch.no_grad():
+        training_view = tuned.train()(input_ids=ids).logits
+        merged = merge_pat(tuned)
+        assert (merged(ids).logits - training_view).abs().max().item() <= TOLERANCE
+        set_pat_step(tuned, 9)  # one step earlier the gate is still soft
+        assert (merged(ids).logits - tuned(input_ids=ids).logits).abs().max().item() > 100 * TOLERANCE
+
+
+def test_writer_and_reader_biases_survive_the_fold_and_the_cut():
+    tuned = tuned_model("llama-mha-bias")
+    with torch.no_grad():  # transformers initialises biases to 0, which would hide a bias left unfolded
+        for name, param in tuned.named_parameters():
+            if name.endswith(".bias") and "lora_" not in name:
+                param.copy_(0.1 * torch.randn_like(param))
+    ids = token_batch()
+    with torch.no_grad():
+        expected = tuned(input_ids=ids).logits
+        assert (merge_pat(tuned)(ids).logits - expected).abs().max().item() <= TOLERANCE

@@ -13,10 +13,12 @@ from safetensors.torch import load_file
 from tiny_models import tiny_checkpoint, write_instruction_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from pat_lite.core.mask import gate_offset, gate_temperature
+from pat_lite.core.mask import gate_offset, gate_temperature, schedule_temperature
+from pat_lite.core.slicing import norm_channels
 from pat_lite.training.config import load_train_config
+from pat_lite.training.mask_budget import released_budget
 from pat_lite.training.run import last_complete_checkpoint, train
-from pat_lite.training.trainer import PAT_STATE
+from pat_lite.training.trainer import MASK_HISTORY, PAT_STATE, load_mask_history
 
 S0 = 6
 
@@ -99,6 +101,15 @@ def test_an_interrupted_run_resumes_with_the_same_command_and_ends_where_an_unin
     for key, value in pat_state(tmp_path / "straight").items():
         torch.testing.assert_close(pat_state(tmp_path / "interrupted")[key], value, rtol=1e-5, atol=1e-6)
     assert straight.summary["steps"] == resumed.summary["steps"]
+    # The mask history survives the resume: the snapshots taken before the checkpoint come back bit for bit,
+    # the later ones are taken again, and the whole history matches the uninterrupted run's.
+    saved_steps, saved = load_mask_history(tmp_path / "interrupted" / "checkpoint-5" / MASK_HISTORY)
+    steps, history = load_mask_history(tmp_path / "interrupted" / MASK_HISTORY)
+    straight_steps, straight_history = load_mask_history(tmp_path / "straight" / MASK_HISTORY)
+    assert saved_steps.tolist() == [2, 4]
+    assert steps.tolist() == straight_steps.tolist() == [2, 4, 6, 8, 10]
+    assert torch.equal(history[:2], saved) and torch.equal(saved, straight_history[:2])
+    torch.testing.assert_close(history, straight_history, rtol=1e-5, atol=1e-6)
 
 
 def test_a_half_written_checkpoint_is_skipped(tmp_path):
@@ -188,3 +199,129 @@ def test_ddp_on_two_cpu_processes_ends_with_the_same_mask_on_both_ranks(assets, 
 def test_yaml_off_means_the_identity_loss_variant_off():
     # YAML 1.1 reads a bare `off` as False; the PAT section must still mean the variant "off".
     assert load_train_config(None, ["pat.identity_loss=off"]).pat_config.identity_loss == "off"
+
+
+# ------------------------------------------------------------------ schedules, the gap, the mask history
+def gap_entries(log_history):
+    return [entry for entry in log_history if "lm_loss_gap" in entry]
+
+
+def test_paper_schedule_logs_the_train_eval_gap_which_is_zero_from_s0_on(assets, tmp_path):
+    result = train(settings(assets, tmp_path / "paper", **{"pat.schedule": "paper"}))
+    entries = gap_entries(result.log_history)
+    assert [entry["step"] for entry in entries] == [2, 4, 6, 8, 10]
+    for entry in entries:
+        step = entry["step"] - 1  # the schedule step of the last forward, which the gap is measured at
+        assert entry["tau"] == pytest.approx(schedule_temperature(step, S0, "paper"))
+        assert entry["lm_loss_gap"] == entry["lm_loss_exact"] - entry["lm_loss_soft"]
+        assert 0 < entry["lm_loss_soft"] < 100 and 0 < entry["lm_loss_exact"] < 100
+        if step >= S0:  # Eq. 6: the training mask is the exact mask
+            assert entry["lm_loss_soft"] == entry["lm_loss_exact"]
+    # At step 1 the soft mask is sigmoid(W_M) + 1/3 ≈ 0.8 on every channel, the exact one cuts 16 of 64:
+    # two different models, so the losses differ (this is what shows the gap is measured, not copied).
+    assert entries[0]["lm_loss_soft"] != entries[0]["lm_loss_exact"]
+    # W_M at every logging step; the last snapshot is the final mask.
+    steps, history = load_mask_history(tmp_path / "paper" / MASK_HISTORY)
+    assert steps.tolist() == [2, 4, 6, 8, 10] and history.shape == (5, 64)
+    assert torch.equal(history[-1], pat_state(tmp_path / "paper")["mask.proxies"])
+    assert not torch.equal(history[0], history[-1])
+
+
+def test_the_training_log_figure_shows_the_gap(assets, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pat_lite.study.plots import plot_training_log
+
+    result = train(settings(assets, tmp_path / "run", max_steps=4))
+    figure = plot_training_log(result.log_history, 48)
+    gap_panel = figure.axes[3]
+    assert "gap" in gap_panel.get_title()
+    soft, exact = gap_panel.get_lines()
+    assert list(soft.get_ydata()) == [e["lm_loss_soft"] for e in gap_entries(result.log_history)]
+    assert list(exact.get_ydata()) == [e["lm_loss_exact"] for e in gap_entries(result.log_history)]
+
+
+class RecordLearningRates(TrainerCallback):
+    """The learning rate of every optimizer parameter group, at every step, as the optimizer uses it."""
+
+    def __init__(self) -> None:
+        self.rates: list[list[float]] = []
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        self.rates.append([group["lr"] for group in optimizer.param_groups])
+
+
+def cosine_rates(lr: float, warmup: int, total: int, steps: int) -> list[float]:
+    """transformers' linear warm-up + cosine decay, written out (independent of the code under test)."""
+    import math
+
+    return [
+        lr * (s / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / (total - warmup))))
+        for s in range(steps)
+    ]
+
+
+def test_the_released_recipes_travel_budget_is_computed_from_its_schedule():
+    budget = sum(cosine_rates(5e-5, 100, 30_000, 8_000))  # W_M detached from 0.8 · s0 = 8,000 on
+    assert released_budget() == pytest.approx(budget, rel=1e-9)
+    assert released_budget() == pytest.approx(0.38, abs=0.01)  # docs/method.md §10
+
+
+@pytest.mark.parametrize(("schedule", "moving_steps"), [("released", 5), ("paper", 6)])
+def test_mask_lr_auto_gives_the_run_the_released_budget_under_its_own_schedule(
+    assets, tmp_path, schedule, moving_steps
+):
+    recorder = RecordLearningRates()
+    result = train(
+        settings(assets, tmp_path / schedule, mask_lr_multiplier="auto", **{"pat.schedule": schedule}),
+        callbacks=[recorder],
+    )
+    lora, hsm, mask = zip(*recorder.rates, strict=True)
+    multiplier = result.summary["mask_lr_multiplier"]
+    assert list(lora) == list(hsm) == pytest.approx(cosine_rates(0.01, 0, 10, 10))
+    assert list(mask) == pytest.approx([multiplier * rate for rate in lora])
+    # Σ of the mask's actual learning rate while the task loss moves it = the released recipe's budget.
+    assert sum(mask[:moving_steps]) == pytest.approx(released_budget(), rel=1e-6)
+    assert result.summary["mask_travel_budget"] == pytest.approx(released_budget(), rel=1e-6)
+    logged = gap_entries(result.log_history)[0]
+    assert logged["mask_lr_multiplier"] == multiplier and multiplier > 1
+
+
+def test_a_number_as_mask_lr_multiplier_is_used_as_given_and_its_budget_logged(assets, tmp_path):
+    recorder = RecordLearningRates()
+    result = train(settings(assets, tmp_path / "x3", max_steps=4, mask_lr_multiplier=3), callbacks=[recorder])
+    assert [mask / lora for lora, _, mask in recorder.rates] == pytest.approx([3.0] * 4)
+    assert result.summary["mask_lr_multiplier"] == 3.0
+    # s0 = 6 > 0.8 · s0 > 4 steps: the task loss moves W_M during the whole run.
+    assert result.summary["mask_travel_budget"] == pytest.approx(3 * sum(cosine_rates(0.01, 0, 4, 4)))
+
+
+def test_fixed_norm_cut_with_hsms_trains_and_merges_through_the_normal_path(assets, tmp_path):
+    run = tmp_path / "fixed"
+    overrides = {"pat.mask_mode": "fixed", "pat.fixed_channels": "norm", "lora_dropout": 0.0}
+    result = train(settings(assets, run, **overrides))
+    base = AutoModelForCausalLM.from_pretrained(assets[0])
+    kept = json.loads((run / "merged" / "pat_kept.json").read_text())["kept_channels"]
+    assert kept == norm_channels(base, 48).tolist()
+    entries = gap_entries(result.log_history)
+    assert entries and all(e["lm_loss_soft"] == e["lm_loss_exact"] for e in entries)  # 0/1 from step 0
+    assert all("tau" not in e for e in entries) and "mask_lr_multiplier" not in result.summary
+    state = pat_state(run)
+    assert sorted(torch.nonzero(state["mask.proxies"] > 0).flatten().tolist()) == kept
+    assert all(state[k].abs().sum() > 0 for k in state if k.endswith(".L1"))  # the HSMs did train
+    ids = torch.tensor([[1, 5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        tuned = result.model.eval()(input_ids=ids).logits
+        assert (result.merged(ids).logits - tuned).abs().max().item() <= 1e-4
+
+
+def test_mask_lr_multiplier_defaults_to_the_released_1_and_accepts_auto():
+    assert load_train_config(None).mask_lr_multiplier == 1.0
+    assert load_train_config(None, ["mask_lr_multiplier=auto"]).mask_lr_multiplier == "auto"
+    assert load_train_config(None, ["mask_lr_multiplier=2.5"]).mask_lr_multiplier == 2.5
+    for bad in ("fast", "0", "-1"):
+        with pytest.raises(ValueError, match="mask_lr_multiplier must be a positive number or 'auto'"):
+            load_train_config(None, [f"mask_lr_multiplier={bad}"])
+    for recipe in ("llama2-7b-a100", "llama2-13b", "gemma-2b", "tinyllama"):  # "the paper's recipe"
+        assert load_train_config(recipe).mask_lr_multiplier == 1.0

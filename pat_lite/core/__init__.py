@@ -2,10 +2,11 @@
 
 1. `config`  — `PATConfig`, every knob with the paper's defaults;
 2. `arch`    — which models can be pruned, and which narrower widths they can hold;
-3. `mask`    — the one global channel mask: gate schedule τ(s), β(s), STE, sparsity loss;
+3. `mask`    — the one global channel mask: gate schedules τ(s), β(s) (released / paper), STE, sparsity loss;
 4. `hsm`     — the Hybrid Sparsification Module z = s ⊙ M ⊙ (D·y) and its identity loss;
-5. `attach`  — hooks that put the HSMs and the mask on a stock transformers model;
-6. `merge`   — fold everything into an ordinary, narrower dense model, exactly.
+5. `slicing` — cut hidden channels out of a plain model exactly, and the norm criterion that picks them;
+6. `attach`  — hooks that put the HSMs and the mask on a stock transformers model;
+7. `merge`   — fold the HSMs into the weights and slice: an ordinary, narrower dense model, exactly.
 
 Nothing here imports from the rest of pat_lite: training, evaluation and the studies build on this.
 """

@@ -10,11 +10,15 @@ How it is attached (and why this way):
 - HSM weights are bare `nn.Parameter`s (no `nn.Linear`), so peft's "all-linear" never wraps them.
 
 In `model.train()` the mask follows the schedule of the step given to `set_pat_step`; in `model.eval()`
-it is the exact 0/1 mask the merge will use.
+it is the exact 0/1 mask the merge will use. `force_mask(model, "soft" | "exact")` picks one of the two
+regardless of the mode (e.g. to measure the train/eval gap on one batch without dropout).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -22,9 +26,10 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from pat_lite.core.arch import arch_spec
-from pat_lite.core.config import PATConfig
+from pat_lite.core.config import NORM_CRITERION, PATConfig
 from pat_lite.core.hsm import HSM
-from pat_lite.core.mask import GlobalMask, gate_offset, gate_temperature, sparsity_loss
+from pat_lite.core.mask import GlobalMask, MaskKind, gate_offset, sparsity_loss
+from pat_lite.core.slicing import norm_channels
 
 
 class PATModule(nn.Module):
@@ -40,6 +45,8 @@ class PATModule(nn.Module):
             freeze_fraction=config.mask_freeze_fraction,
             clamp=config.gate_exponent_clamp,
             frozen_decay_rate=config.frozen_decay_rate,
+            schedule=config.schedule,
+            fixed_channels=config.fixed_channels,
         )
         rank_scale = config.identity_loss == "paper"
         names = ["embed"] + [f"{kind}_{i}" for i in range(num_layers) for kind in ("attn", "mlp")]
@@ -72,11 +79,12 @@ class PATModule(nn.Module):
         return {"sparsity": sparsity, "identity": identity, "total": sparsity + identity}
 
     def stats(self) -> dict[str, float]:
-        """Numbers worth logging: active channels, τ, β and s0 of the step last set."""
+        """Numbers worth logging: active channels, and τ, β and s0 of the step last set (not for a fixed
+        mask, which has no schedule)."""
         mask = self.mask
         stats: dict[str, float] = {"active_channels": float(mask.active_channels())}
-        if mask.milestone is not None:
-            stats["tau"] = gate_temperature(mask.step, mask.milestone, mask.freeze_fraction)
+        if mask.milestone is not None and mask.mode != "fixed":
+            stats["tau"] = mask.temperature()
             stats["beta"] = gate_offset(mask.step, mask.milestone)
             stats["milestone"] = float(mask.milestone)
         return stats
@@ -114,6 +122,10 @@ def attach_pat(model: nn.Module, config: PATConfig | None = None) -> nn.Module:
         raise ValueError("PAT is already attached to this model; attach it once (or use a fresh model)")
     arch_spec(base.config)
     resolved = config.resolve(base.config)
+    if resolved.mask_mode == "fixed" and resolved.fixed_channels == NORM_CRITERION:
+        # Decided once, from the weights as they are now; the resolved config records the channels.
+        channels = norm_channels(base, int(resolved.target_width)).tolist()
+        resolved = dataclasses.replace(resolved, fixed_channels=channels)
     decoder = base.model
     layers = decoder.layers
     device = next(base.parameters()).device
@@ -157,6 +169,21 @@ def set_pat_step(model: nn.Module, step: int, total_steps: int | None = None) ->
     if total_steps is not None or pat.mask.milestone is None:
         pat.mask.milestone = pat.config.milestone_for(total_steps)
     pat.mask.step = int(step)
+
+
+@contextmanager
+def force_mask(model: nn.Module, kind: MaskKind) -> Iterator[None]:
+    """Inside the block the mask is `kind` whatever the model's train/eval mode: "soft" — the training
+    gate of the step last set by `set_pat_step` — or "exact" — the 0/1 mask over `kept_channels` that eval
+    mode and the merge use. Dropout still follows the mode (call `model.eval()` for a clean comparison)."""
+    if kind not in ("soft", "exact"):
+        raise ValueError(f"the mask can be forced to 'soft' or 'exact', not {kind!r}")
+    mask = get_pat(model).mask
+    previous, mask.forced = mask.forced, kind
+    try:
+        yield
+    finally:
+        mask.forced = previous
 
 
 def pat_losses(model: nn.Module) -> dict[str, torch.Tensor]:

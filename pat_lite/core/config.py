@@ -9,9 +9,12 @@ from typing import Any, Literal
 from transformers import PretrainedConfig
 
 from pat_lite.core.arch import arch_spec, check_ratio, check_width, width_for_ratio
+from pat_lite.core.mask import SCHEDULES, Schedule
 
-MaskMode = Literal["trainable", "frozen"]
+MaskMode = Literal["trainable", "frozen", "fixed"]
 IdentityLoss = Literal["released", "paper", "off"]
+#: `fixed_channels` value that asks for the norm criterion's channels (computed when PAT is attached).
+NORM_CRITERION = "norm"
 
 
 @dataclass
@@ -35,12 +38,22 @@ class PATConfig:
     #: Milestone step s0 of the gate schedule (§4). None → `milestone_fraction` · total training steps.
     milestone_step: int | None = None
     milestone_fraction: float = 1 / 3
-    #: From `mask_freeze_fraction` · s0 on, τ is frozen and the task loss stops moving the mask (§4).
+    #: Gate schedule (§4): "released" (the authors' code: τ frozen and W_M detached from
+    #: `mask_freeze_fraction` · s0 on, the gate stays soft) or "paper" (Eq. 6: τ = 1/ε from s0 on, i.e.
+    #: the exact 0/1 mask that evaluation and the merge use, for the rest of training).
+    schedule: Schedule = "released"
+    #: Released schedule: from `mask_freeze_fraction` · s0 on, τ is frozen and the task loss stops moving
+    #: the mask (§4). Not used by the paper's schedule.
     mask_freeze_fraction: float = 0.8
     #: The sigmoid's exponent is clamped at this value, as in the released code (§4).
     gate_exponent_clamp: float = 10.0
     #: "trainable": the learned global mask (PAT). "frozen": the ablation of §6 (channels ≥ N decay to 0).
+    #: "fixed": the exact 0/1 mask on `fixed_channels` from step 0, nothing learned about the mask, HSMs
+    #: trainable (the prune-ft-norm-hsm baseline: a fixed cut tuned with LoRA and HSMs).
     mask_mode: MaskMode = "trainable"
+    #: The kept channels of `mask_mode="fixed"`: a list of N channel indices, or "norm" for the N channels
+    #: of largest writer norm (`pat_lite.core.slicing.norm_channels`), computed when PAT is attached.
+    fixed_channels: list[int] | str | None = None
     #: Decay rate of the frozen-mask ablation: kept factor exp(−rate · s/s0) (§6).
     frozen_decay_rate: float = 2.77
     #: Identity loss variant (§5): "released" MSE(L0·L0ᵀ, I); "paper" adds ‖L1ᵀL1 − I‖ and a rank scale v.
@@ -68,14 +81,39 @@ class PATConfig:
             raise ValueError(f"milestone_fraction must be in (0, 1], got {self.milestone_fraction}")
         if not 0.0 < self.mask_freeze_fraction <= 1.0:
             raise ValueError(f"mask_freeze_fraction must be in (0, 1], got {self.mask_freeze_fraction}")
-        if self.mask_mode not in ("trainable", "frozen"):
-            raise ValueError(f"mask_mode must be 'trainable' or 'frozen', got {self.mask_mode!r}")
+        if self.mask_mode not in ("trainable", "frozen", "fixed"):
+            raise ValueError(f"mask_mode must be 'trainable', 'frozen' or 'fixed', got {self.mask_mode!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be 'released' or 'paper', got {self.schedule!r}")
+        self._check_fixed_channels()
         if self.identity_loss not in ("released", "paper", "off"):
             raise ValueError(
                 f"identity_loss must be 'released', 'paper' or 'off', got {self.identity_loss!r}"
             )
         if self.width_alignment is not None and self.width_alignment < 1:
             raise ValueError(f"width_alignment must be ≥ 1, got {self.width_alignment}")
+
+    def _check_fixed_channels(self) -> None:
+        channels = self.fixed_channels
+        if self.mask_mode != "fixed":
+            if channels is not None:
+                raise ValueError(
+                    f"fixed_channels is only used with mask_mode='fixed', not mask_mode={self.mask_mode!r}"
+                )
+            return
+        if channels is None:
+            raise ValueError(
+                "mask_mode='fixed' needs fixed_channels: a list of kept channel indices, or 'norm' for the "
+                "channels of largest writer norm"
+            )
+        if channels == NORM_CRITERION:
+            return
+        if not isinstance(channels, list | tuple) or not channels:
+            raise ValueError(f"fixed_channels must be a list of channel indices or 'norm', got {channels!r}")
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in channels):
+            raise ValueError(f"fixed_channels must be non-negative channel indices, got {channels}")
+        if len(set(channels)) != len(channels):
+            raise ValueError(f"fixed_channels lists a channel twice: {sorted(channels)}")
 
     # ------------------------------------------------------------------ model-dependent resolution
     def resolve(self, model_config: PretrainedConfig) -> PATConfig:
@@ -89,7 +127,17 @@ class PATConfig:
         rank = self.hio_rank if self.hio_rank is not None else max(1, hidden // 20)
         if rank > hidden:
             raise ValueError(f"hio_rank {rank} exceeds the hidden size {hidden}; use at most {hidden}")
-        return dataclasses.replace(self, target_width=width, hio_rank=rank)
+        channels = self.fixed_channels
+        if isinstance(channels, list | tuple):
+            if len(channels) != width:
+                raise ValueError(
+                    f"fixed_channels lists {len(channels)} channels but the target width is {width}; "
+                    f"give exactly {width} (or set target_width={len(channels)})"
+                )
+            if max(channels) >= hidden:
+                raise ValueError(f"fixed_channels has index {max(channels)}, beyond the hidden size {hidden}")
+            channels = sorted(int(c) for c in channels)
+        return dataclasses.replace(self, target_width=width, hio_rank=rank, fixed_channels=channels)
 
     def milestone_for(self, total_steps: int | None) -> int:
         """s0: `milestone_step`, or `milestone_fraction` of the run (the paper: 1/3 of all steps)."""

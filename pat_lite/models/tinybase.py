@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from pat_lite.core.slicing import norm_channels, zero_hidden_channels
 from pat_lite.data import toyworld
 from pat_lite.evaluation.mc import chance_accuracy, multiple_choice_accuracy
 from pat_lite.utils.atomic import atomic_directory
@@ -277,23 +278,16 @@ def pretrain(model, tokenizer, world: toyworld.World, recipe: TinyBaseRecipe, pr
 def crude_hidden_cut(model, ratio: float = 0.25) -> list[int]:
     """Zero the ``ratio`` hidden channels with the smallest writer-weight L2 norm, in place; return them.
 
-    The writers of the residual stream are the embedding (column i of E), every o_proj and every down_proj
-    (row i). Zeroing those makes channel i zero everywhere (docs/method.md §2) — pruning without any tuning,
-    the baseline that PAT's tuning has to beat. Call it on a copy.
+    The norm criterion (`pat_lite.core.slicing.norm_channels`: embedding column i, o_proj and down_proj
+    row i) picks the channels to keep; zeroing the writers of the others makes them zero everywhere
+    (docs/method.md §2) — pruning without any tuning, the baseline that PAT's tuning has to beat. Call it on
+    a copy.
     """
-    inner = model.model
-    sq = inner.embed_tokens.weight.detach().float().pow(2).sum(0)
-    for layer in inner.layers:
-        sq = sq + layer.self_attn.o_proj.weight.detach().float().pow(2).sum(1)
-        sq = sq + layer.mlp.down_proj.weight.detach().float().pow(2).sum(1)
-    n_cut = round(sq.numel() * ratio)
-    cut = torch.argsort(sq)[:n_cut].sort().values
-    with torch.no_grad():
-        inner.embed_tokens.weight[:, cut] = 0
-        for layer in inner.layers:
-            layer.self_attn.o_proj.weight[cut, :] = 0
-            layer.mlp.down_proj.weight[cut, :] = 0
-    return cut.tolist()
+    width = int(model.config.hidden_size)
+    keep = set(norm_channels(model, width - round(width * ratio)).tolist())
+    cut = [channel for channel in range(width) if channel not in keep]
+    zero_hidden_channels(model, cut)
+    return cut
 
 
 def _gate_report(model, tokenizer, world: toyworld.World, recipe: TinyBaseRecipe) -> dict:

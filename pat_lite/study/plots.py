@@ -11,8 +11,10 @@ def training_log_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def plot_training_log(log_history: list[dict[str, Any]], target_width: int | None = None):
-    """Three panels: every loss term (log scale), active channels against the target, and the gate
-    schedule τ (log scale) with β. Returns the matplotlib Figure; a plain LoRA log fills the first only."""
+    """Four panels: every loss term (log scale), active channels against the target, the gate schedule τ
+    (log scale) with β, and the train/eval gap — the LM loss of one batch under the soft (training) mask
+    and under the exact 0/1 mask evaluation uses. Returns the matplotlib Figure; a plain LoRA log fills the
+    first panel only."""
     import matplotlib.pyplot as plt
 
     rows = training_log_rows(log_history)
@@ -21,7 +23,7 @@ def plot_training_log(log_history: list[dict[str, Any]], target_width: int | Non
     def series(key: str) -> list[float] | None:
         return [row[key] for row in rows] if rows and all(key in row for row in rows) else None
 
-    fig, (losses, channels, schedule) = plt.subplots(1, 3, figsize=(15, 3.6))
+    fig, (losses, channels, schedule, gap) = plt.subplots(1, 4, figsize=(20, 3.6))
     for key in ("loss", "lm_loss", "sparsity_loss", "identity_loss"):
         if (values := series(key)) is not None:
             losses.plot(steps, values, marker=".", label=key)
@@ -39,7 +41,13 @@ def plot_training_log(log_history: list[dict[str, Any]], target_width: int | Non
         schedule.set_yscale("log")
         schedule.twinx().plot(steps, series("beta"), color="tab:orange", label="beta")
     schedule.set_title("gate schedule: tau (log, blue), beta (orange)")
-    for ax in (losses, channels, schedule):
+    if (soft := series("lm_loss_soft")) is not None:
+        gap.plot(steps, soft, marker=".", label="soft mask (training)")
+        gap.plot(steps, series("lm_loss_exact"), marker=".", label="exact 0/1 mask (evaluation)")
+        gap.set_yscale("log")
+        gap.legend(fontsize=8)
+    gap.set_title("train/eval gap: LM loss of one batch, no dropout")
+    for ax in (losses, channels, schedule, gap):
         ax.set_xlabel("step")
     fig.tight_layout()
     return fig

@@ -32,7 +32,10 @@ class TrainConfig:
     lora_dropout: float = 0.05
     use_dora: bool = False
     learning_rate: float = 5e-5
-    mask_lr_multiplier: float = 10.0
+    # W_M's learning rate / learning_rate. 1 as in the released code; "auto": the multiplier that gives this
+    # run the released recipe's mask travel budget (Σ mask lr while the task loss moves W_M, ≈ 0.38) under
+    # its own lr schedule (pat_lite.training.mask_budget, docs/method.md §10).
+    mask_lr_multiplier: float | str = 1.0
     num_train_epochs: float = 3.0
     max_steps: int = -1
     per_device_train_batch_size: int = 8
@@ -59,6 +62,14 @@ class TrainConfig:
         if self.method not in ("pat", "lora"):
             raise ValueError(f"method must be 'pat' or 'lora', got {self.method!r}")
         PATConfig.from_dict(self.pat)  # fail early on a bad PAT section
+        if self.mask_lr_multiplier != "auto":
+            given = self.mask_lr_multiplier
+            try:
+                self.mask_lr_multiplier = float(given)
+            except (TypeError, ValueError):
+                self.mask_lr_multiplier = -1.0
+            if not self.mask_lr_multiplier > 0:
+                raise ValueError(f"mask_lr_multiplier must be a positive number or 'auto', got {given!r}")
 
     @property
     def pat_config(self) -> PATConfig:

@@ -4,7 +4,8 @@
 saves it. The same entry point runs on one process, or under `torchrun` / `accelerate launch` (DDP).
 Re-running an interrupted run with the same settings resumes it from its last *complete* checkpoint.
 Outputs in `output_dir`: `adapter/` (LoRA + PAT state), `merged/` (the smaller dense checkpoint with its
-tokenizer and `pat_kept.json`), `log_history.json`, and `train_summary.json`, written last.
+tokenizer and `pat_kept.json`), `log_history.json`, `mask_history.safetensors` (W_M at every logging step,
+PAT runs) and `train_summary.json`, written last.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from pat_lite.core.mask import kept_channels
 from pat_lite.core.merge import merge_pat
 from pat_lite.data.instructions import SFTCollator, build_sft_dataset, load_instruction_data
 from pat_lite.training.config import TrainConfig, load_train_config, training_arguments
-from pat_lite.training.trainer import PAT_STATE, PATTrainer, build_model, save_pat_state
+from pat_lite.training.trainer import (
+    MASK_HISTORY,
+    PAT_STATE,
+    PATTrainer,
+    build_model,
+    save_mask_history,
+    save_pat_state,
+)
 from pat_lite.utils.atomic import atomic_directory, atomic_write_text
 
 SUMMARY = "train_summary.json"
@@ -152,7 +160,9 @@ def finish_run(cfg: TrainConfig, trainer: PATTrainer, model, tokenizer) -> Train
                 hidden_size=int(pat.mask.width),
                 target_width=int(pat.config.target_width),
                 active_channels=pat.mask.active_channels(),
+                **trainer.mask_lr,
             )
+            save_mask_history(trainer.mask_history, out / MASK_HISTORY)
         if cfg.merge:
             merged = merge_pat(model) if has_pat(model) else _merge_lora(model)
             kept = _kept_record(model, merged)

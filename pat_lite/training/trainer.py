@@ -4,8 +4,14 @@
 
 - LoRA on every linear layer except lm_head (peft "all-linear"); HSMs, mask and scales in float32.
 - The mask schedule follows the Trainer's global step (set before every forward, so it is right after a
-  resume too); W_M gets its own learning rate (`mask_lr_multiplier`, see §10).
-- Every checkpoint also stores `pat_state.safetensors` (peft saves only LoRA).
+  resume too); W_M gets its own learning rate (`mask_lr_multiplier`: 1 as in the released code, a number,
+  or "auto" — the released recipe's mask travel budget, see `mask_budget` and §10). The chosen multiplier
+  and the budget it gives are logged.
+- Every logging step also logs the train/eval gap: the LM loss of the last batch under the soft (training)
+  mask and under the exact 0/1 mask (`lm_loss_soft`, `lm_loss_exact`, `lm_loss_gap` = exact − soft), both
+  without dropout or gradients, and keeps a snapshot of W_M (the mask history).
+- Every checkpoint also stores `pat_state.safetensors` (peft saves only LoRA) and the mask history
+  `mask_history.safetensors`, so both survive a resume.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from transformers import Trainer
 
 from pat_lite.core.attach import (
     attach_pat,
+    force_mask,
     get_pat,
     has_pat,
     mark_pat_trainable,
@@ -32,19 +39,28 @@ from pat_lite.core.attach import (
 from pat_lite.core.config import PATConfig
 from pat_lite.models.loading import load_model_and_tokenizer
 from pat_lite.training.config import TrainConfig
+from pat_lite.training.mask_budget import LRSchedule, resolve_mask_lr
+from pat_lite.utils.atomic import atomic_write_file
 
 PAT_STATE = "pat_state.safetensors"
 PAT_CONFIG = "pat_config.json"
+MASK_HISTORY = "mask_history.safetensors"
 
 
 class PATTrainer(Trainer):
-    """`Trainer` + PAT: schedule from the global step, PAT losses, PAT state in every checkpoint."""
+    """`Trainer` + PAT: schedule from the global step, PAT losses, the train/eval gap and the mask history
+    in the log, PAT state and mask history in every checkpoint."""
 
-    def __init__(self, *args: Any, mask_lr_multiplier: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, mask_lr_multiplier: float | str = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: As configured: a number or "auto"; `mask_lr` holds what it resolved to once training starts.
         self.mask_lr_multiplier = mask_lr_multiplier
+        self.mask_lr: dict[str, float] = {}
+        #: (global step, W_M) at every logging step, in order.
+        self.mask_history: list[tuple[int, torch.Tensor]] = []
         # Detached tensors, averaged only when logged: no device sync on every micro-batch.
         self._terms: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._last_batch: dict[str, torch.Tensor] | None = None
         # compute_loss returns a per-micro-batch mean: let Trainer divide it by the accumulation steps.
         self.loss_is_scaled_for_ga = False
 
@@ -55,6 +71,7 @@ class PATTrainer(Trainer):
         loss = outputs.loss
         if model.training:
             self._terms["lm_loss"].append(loss.detach())
+            self._last_batch = inputs
         if has_pat(model):
             extra = pat_losses(model)
             loss = loss + extra["total"]
@@ -63,21 +80,46 @@ class PATTrainer(Trainer):
                 self._terms["identity_loss"].append(extra["identity"].detach())
         return (loss, outputs) if return_outputs else loss
 
+    def resolve_mask_lr(self) -> dict[str, float]:
+        """The mask's learning-rate multiplier for this run and the travel budget it gives (`mask_budget`),
+        from the run's own schedule: learning rate, warm-up, scheduler type, total steps, s0."""
+        pat = get_pat(self.model)
+        total = int(self.state.max_steps)
+        scheduler = getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)  # an enum
+        warmup = self.args.get_warmup_steps(total)
+        lr = LRSchedule(self.args.learning_rate, str(scheduler), warmup, total)
+        config = pat.config
+        return resolve_mask_lr(
+            self.mask_lr_multiplier,
+            lr,
+            config.milestone_for(total),
+            config.schedule,
+            config.mask_freeze_fraction,
+        )
+
     def create_optimizer(self, model=None):
-        """Three groups: LoRA, HSMs (both at the learning rate) and W_M (× mask_lr_multiplier)."""
+        """Three groups: LoRA, HSMs (both at the learning rate) and W_M (× the mask multiplier)."""
         if self.optimizer is None and has_pat(self.model):
             groups = pat_parameters(self.model)
             special = {id(p) for group in groups.values() for p in group}
             lora = [p for p in self.model.parameters() if p.requires_grad and id(p) not in special]
             lr, decay = self.args.learning_rate, self.args.weight_decay
+            mask_params = [p for p in groups["mask"] if p.requires_grad]
+            multiplier = 1.0
+            if mask_params:  # a learned mask (not the frozen or fixed ones)
+                self.mask_lr = self.resolve_mask_lr()
+                multiplier = self.mask_lr["mask_lr_multiplier"]
+                if self.is_world_process_zero():
+                    print(
+                        f"[pat_lite] mask learning rate: {multiplier:.4g} x lr "
+                        f"(mask_lr_multiplier={self.mask_lr_multiplier}); mask travel budget "
+                        f"{self.mask_lr['mask_travel_budget']:.4g} (released recipe: "
+                        f"{self.mask_lr['released_travel_budget']:.4g})"
+                    )
             param_groups = [
                 {"params": lora, "lr": lr, "weight_decay": decay},
                 {"params": [p for p in groups["hsm"] if p.requires_grad], "lr": lr, "weight_decay": 0.0},
-                {
-                    "params": [p for p in groups["mask"] if p.requires_grad],
-                    "lr": lr * self.mask_lr_multiplier,
-                    "weight_decay": 0.0,
-                },
+                {"params": mask_params, "lr": lr * multiplier, "weight_decay": 0.0},
             ]
             optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
             optimizer_kwargs.pop("lr", None)
@@ -93,18 +135,65 @@ class PATTrainer(Trainer):
                     logs[name] = torch.stack(values).float().mean().item()
             self._terms.clear()
             if has_pat(self.model):
-                logs.update(get_pat(self.model).stats())
+                pat = get_pat(self.model)
+                logs.update(pat.stats())
+                logs.update(self.mask_lr)
+                if self._last_batch is not None:
+                    logs.update(self.train_eval_gap(self._last_batch))
+                snapshot = pat.mask.proxies.detach().float().cpu().clone()
+                self.mask_history.append((int(self.state.global_step), snapshot))
         super().log(logs, start_time)
+
+    def train_eval_gap(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """LM loss of `batch` under the soft (training) mask of the step last set and under the exact 0/1
+        mask, with the current weights, no dropout and no gradients; and exact − soft."""
+        model = self.model
+        was_training = model.training
+        model.eval()
+        losses = {}
+        try:
+            with torch.no_grad(), self.compute_loss_context_manager():
+                for kind in ("soft", "exact"):
+                    with force_mask(model, kind):
+                        losses[kind] = model(**batch).loss.float().item()
+        finally:
+            model.train(was_training)
+        return {
+            "lm_loss_soft": losses["soft"],
+            "lm_loss_exact": losses["exact"],
+            "lm_loss_gap": losses["exact"] - losses["soft"],
+        }
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
         if self.args.should_save and has_pat(self.model):
             save_pat_state(self.model, output_dir or self.args.output_dir)
+            save_mask_history(self.mask_history, Path(output_dir or self.args.output_dir) / MASK_HISTORY)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if has_pat(model or self.model):
             load_pat_state(model or self.model, resume_from_checkpoint)
+            history = Path(resume_from_checkpoint, MASK_HISTORY)
+            if history.exists():
+                steps, proxies = load_mask_history(history)
+                self.mask_history = list(zip(steps.tolist(), proxies.unbind(0), strict=True))
+
+
+def save_mask_history(history: list[tuple[int, torch.Tensor]], path: str | os.PathLike) -> None:
+    """The W_M snapshots as safetensors: `steps` (int64, n) and `proxies` (float32, n × d); atomic."""
+    if history:
+        steps = torch.tensor([step for step, _ in history], dtype=torch.int64)
+        proxies = torch.stack([snapshot for _, snapshot in history]).float().contiguous()
+    else:
+        steps, proxies = torch.zeros(0, dtype=torch.int64), torch.zeros(0, 0)
+    atomic_write_file(path, lambda tmp: save_file({"steps": steps, "proxies": proxies}, str(tmp)))
+
+
+def load_mask_history(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(steps, proxies)` of a `mask_history.safetensors`: one W_M row per logging step."""
+    tensors = load_file(str(path))
+    return tensors["steps"], tensors["proxies"]
 
 
 def save_pat_state(model: torch.nn.Module, directory: str | os.PathLike) -> None:

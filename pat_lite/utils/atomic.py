@@ -34,3 +34,16 @@ def atomic_directory(final: str | os.PathLike, write: Callable[[Path], None]) ->
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def atomic_write_file(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Let `write(tmp)` create a temporary sibling file (any format), then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
