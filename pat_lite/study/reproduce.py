@@ -14,27 +14,29 @@ The protocol (fixed before any result was looked at, the same for every method):
   and step count; the learning rate with the best *validation* headline metric is then used for the other
   seeds, ratios and run lengths; the table reports *test* metrics, and every swept row is kept;
 - tune → prune methods reuse the LoRA run of the same seed and learning rate;
-- every row runs in a fresh process with a fixed seed and a fixed number of CPU threads (deterministic).
+- every row seeds itself and runs with a fixed number of CPU threads in a worker process (deterministic:
+  the same row gives the same numbers whichever worker runs it, alone or beside others).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pat_lite.study.methods import Method, get_method
-from pat_lite.study.suites import SUITES, Suite, get_suite
+from pat_lite.study.suites import Suite, get_suite
 from pat_lite.utils.atomic import atomic_write_text
 
 ROWS_DIR = "rows"
@@ -70,12 +72,23 @@ def normalised(spec: RowSpec) -> RowSpec:
 
 # -------------------------------------------------------------------------------------------- planning
 def sweep_rows(suite: Suite, method: Method, seed: int, learning_rates: Sequence[float]) -> list[RowSpec]:
-    """The learning-rate sweep of one method: first seed, main ratio, main run length."""
+    """The learning-rate sweep of one method: first seed, the suite's main ratio and run length."""
     rates: Sequence[float | None] = learning_rates if method.uses_learning_rate else [None]
     return [
         normalised(RowSpec(suite.name, method.name, suite.main_ratio, seed, suite.default_steps, lr))
         for lr in rates
     ]
+
+
+def _sweep_point(suite: Suite, grid: Sequence[tuple[str, float, int, int]]) -> Suite:
+    """The suite with its main ratio / run length moved to the requested ones when a command asks for
+    neither (e.g. a quick `--steps 20` run sweeps at 20 steps)."""
+    ratios, steps = {r for _, r, _, _ in grid}, {n for *_, n in grid}
+    return replace(
+        suite,
+        main_ratio=suite.main_ratio if suite.main_ratio in ratios else min(ratios),
+        default_steps=suite.default_steps if suite.default_steps in steps else min(steps),
+    )
 
 
 def _grid(suite: Suite, methods, seeds, ratios, steps) -> list[tuple[str, float, int, int]]:
@@ -100,55 +113,49 @@ def load_row(out: Path, spec: RowSpec) -> dict[str, Any] | None:
 
 
 def run_rows(out: Path, specs: Iterable[RowSpec], workers: int, progress: bool = True) -> None:
-    """Run every spec that has no row yet, `workers` fresh processes at a time.
+    """Run every spec that has no row yet in `workers` worker processes (spawned, each runs many rows).
 
     Cut bases are built first (here, once each); rows that share a training run (e.g. `pat` and the
-    explicitly named variant equal to the defaults) run one after the other, so a run is trained once; tune →
-    prune rows run after every tuning row."""
+    explicitly named variant equal to the defaults) run one after the other in one worker, so a run is
+    trained once; tune → prune rows run after every tuning row."""
     todo = list(dict.fromkeys(s for s in specs if load_row(out, s) is None))
     if not todo:
         return
     suite = get_suite(todo[0].suite)
-    for kind, ratio in sorted(
-        {(get_method(s.method).prune_before, s.ratio) for s in todo} - {(None, s.ratio) for s in todo}
-    ):
+    cuts = {(get_method(s.method).prune_before, s.ratio) for s in todo if get_method(s.method).prune_before}
+    for kind, ratio in sorted(cuts):
         suite.pruned_base(out, kind, ratio)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(todo), desc=f"reproduce {suite.name}", disable=not progress, unit="row")
-    for derived in (False, True):
-        groups: dict[str, list[RowSpec]] = {}
-        for spec in todo:
-            if bool(get_method(spec.method).tuned_from) == derived:
-                groups.setdefault(suite.train_key(out, spec) or spec.label(), []).append(spec)
-
-        def run_group(group: list[RowSpec]) -> None:
-            for spec in group:
-                _run_in_fresh_process(out, spec)
-                bar.update(1)
-
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            list(pool.map(run_group, groups.values()))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
+        for derived in (False, True):
+            groups: dict[str, list[RowSpec]] = {}
+            for spec in todo:
+                if bool(get_method(spec.method).tuned_from) == derived:
+                    groups.setdefault(suite.train_key(out, spec) or spec.label(), []).append(spec)
+            futures = [pool.submit(_run_group, out, group) for group in groups.values()]
+            for future in as_completed(futures):
+                for label in future.result():
+                    bar.update(1)
+                    bar.set_postfix_str(label[:50])
     bar.close()
 
 
-def _run_in_fresh_process(out: Path, spec: RowSpec) -> RowSpec:
-    command = [
-        sys.executable,
-        "-m",
-        "pat_lite.study.reproduce",
-        "--worker",
-        json.dumps(asdict(spec)),
-        str(out),
-    ]
-    log = _row_path(out, spec).with_suffix(".log")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as handle:
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ})
-    if done.returncode:
-        tail = log.read_text()[-3000:]
-        raise RuntimeError(f"row {spec.label()} failed (exit {done.returncode}); log {log}:\n{tail}")
-    return spec
+def _run_group(out: Path, group: list[RowSpec]) -> list[str]:
+    """Worker side: run the rows of one group in order, each logging to its own file next to its row."""
+    done = []
+    for spec in group:
+        log = _row_path(out, spec).with_suffix(".log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as handle, redirect_stdout(handle), redirect_stderr(handle):
+            try:
+                execute_row(out, spec)
+            except Exception as error:
+                raise RuntimeError(f"row {spec.label()} failed: {error!r}; its log: {log}") from error
+        done.append(spec.label())
+    return done
 
 
 def execute_row(out: Path, spec: RowSpec) -> dict[str, Any]:
@@ -203,13 +210,14 @@ def run_suite(
         get_method(name)  # unknown names fail before anything runs
     out = Path(out)
     grid = _grid(suite, methods, seeds, ratios, steps)
+    suite = _sweep_point(suite, grid)
     workers = workers or suite.workers
     first_seed = min(seed for _, _, seed, _ in grid)
-    needed_methods = {get_method(m) for m, *_ in grid}
-    needed_methods |= {get_method(m.tuned_from) for m in needed_methods if m.tuned_from}
-    sweeps = [spec for m in needed_methods for spec in sweep_rows(suite, m, first_seed, suite.learning_rates)]
+    names = {m for m, *_ in grid}
+    needed = [get_method(n) for n in sorted(names | {get_method(n).tuned_from for n in names} - {None})]
+    sweeps = [spec for m in needed for spec in sweep_rows(suite, m, first_seed, suite.learning_rates)]
     run_rows(out, sweeps, workers, progress)
-    chosen = {m.name: select_learning_rate(out, suite, m, first_seed) for m in needed_methods}
+    chosen = {m.name: select_learning_rate(out, suite, m, first_seed) for m in needed}
     specs = [normalised(RowSpec(suite.name, m, r, s, n, chosen[m])) for m, r, s, n in grid]
     derived_sources = [
         normalised(replace(spec, method=get_method(spec.method).tuned_from))
@@ -277,9 +285,3 @@ def _git_commit() -> str:
 def config_hash(values: dict[str, Any]) -> str:
     """A short stable hash of a run's effective settings (its run folder's name)."""
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-if __name__ == "__main__":  # the fresh-process row worker
-    if sys.argv[1:2] != ["--worker"]:
-        sys.exit(f"run a study with `pat-lite reproduce --suite {'|'.join(SUITES)} ...`")
-    execute_row(Path(sys.argv[3]), RowSpec(**json.loads(sys.argv[2])))
