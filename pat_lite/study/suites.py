@@ -129,6 +129,7 @@ class Suite:
         texts = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
         probe = load_train_config(self.recipe, [*texts, "output_dir=unset"])
         settings = {k: v for k, v in asdict(probe).items() if k != "output_dir"}
+        settings["pat"] = probe.pat_config.to_dict()  # PAT's defaults spelled out: equal runs share a folder
         run_dir = out / "runs" / self.name / "train" / f"run-{config_hash(settings)}"
         return run_dir, load_train_config(self.recipe, [*texts, f"output_dir={json.dumps(str(run_dir))}"])
 
