@@ -219,8 +219,8 @@ def _add_reproduce(sub: Any) -> None:
     p = sub.add_parser(
         "reproduce",
         help="run a study: every method on the same data, steps and LoRA, several seeds; tables + figures",
-        description="Without --methods/--seeds/--ratios/--steps: the suite's whole committed grid. Rows already "
-        "in --out are kept, so re-running the same command after a crash resumes.",
+        description="Without --methods/--seeds/--ratios/--steps: the suite's whole committed grid. Rows "
+        "already in --out are kept, so re-running the same command after a crash resumes.",
     )
     p.add_argument("--suite", required=True, choices=sorted(SUITES))
     p.add_argument("--methods", type=_str_list, help="comma-separated method names (default: the suite's)")
