@@ -1,5 +1,9 @@
 """`pat-lite`: train, demo, eval, bench, bench-train — argument parsing only; the work happens in the layers.
 
+A user error (a `PatLiteError`: a wrong setting, a missing or broken file) prints one line,
+`pat-lite: error: ...`, and exits with status 2; `pat-lite --debug ...` shows its traceback. Any other
+exception is a bug and keeps its traceback.
+
 pat-lite train --config tiny max_steps=100 pat.hio_rank=8
 pat-lite demo
 pat-lite eval --model runs/pat-tiny/merged --tasks toy --scoring loglik
@@ -15,6 +19,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from pat_lite.utils.errors import PatLiteError
+
+USER_ERROR_STATUS = 2  # argparse's status for a usage error
 
 
 def _int_list(text: str) -> list[int]:
@@ -151,6 +159,8 @@ def _add_bench(sub: Any) -> None:
 
         opts = dict(DEFAULT_OPTIONS)
         if args.preset_file:
+            if not Path(args.preset_file).is_file():
+                p.error(f"no preset file {args.preset_file}")
             loaded = yaml.safe_load(Path(args.preset_file).read_text()) or {}
             unknown = set(loaded) - set(opts)
             if unknown:
@@ -247,16 +257,27 @@ def _add_reproduce(sub: Any) -> None:
 
 # -------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
+    debug_help = "show the full traceback of an error (a user error prints one line without it)"
     parser = argparse.ArgumentParser(prog="pat-lite", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_demo, _add_eval, _add_bench, _add_bench_train, _add_reproduce):
         add(sub)
+    for command in sub.choices.values():  # also accepted after the command: pat-lite train --debug ...
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result = args.handler(args)
+    try:
+        result = args.handler(args)
+    except PatLiteError as err:
+        if args.debug:
+            raise
+        # One line; only EvaluationDataUnavailable adds lines below it: the datasets and how to fetch them.
+        print(f"pat-lite: error: {str(err).strip()}", file=sys.stderr)
+        return USER_ERROR_STATUS
     if isinstance(result, dict):
         print(json.dumps(result, indent=2, default=str))
     return result if isinstance(result, int) else 0

@@ -32,6 +32,8 @@ from typing import Any
 from pat_lite.evaluation import paper_tasks
 from pat_lite.evaluation.paper_tasks import PAPER14, PAPER_REPORTED_AVERAGES, TASKS_DIR
 from pat_lite.utils.atomic import atomic_write_text
+from pat_lite.utils.checkpoints import check_model_folder
+from pat_lite.utils.errors import ConfigError, DataError, PatLiteError
 
 __all__ = [
     "EvaluationDataUnavailable",
@@ -49,7 +51,7 @@ SCORINGS = ("loglik", "paper")
 _LOCAL_BUILDERS = {"json", "csv", "parquet", "text", "arrow", "pandas", "imagefolder", "audiofolder"}
 
 
-class EvaluationDataUnavailable(RuntimeError):
+class EvaluationDataUnavailable(PatLiteError, RuntimeError):
     """Some evaluation datasets cannot be loaded here (offline and not cached); the message lists all."""
 
     def __init__(self, missing: list[tuple[str, str, str | None]]) -> None:
@@ -85,7 +87,7 @@ def _toy_refs(scoring: str, toy_dir: str | os.PathLike | None) -> list[TaskRef]:
     root = Path(toy_dir) if toy_dir else paper_tasks.default_toy_dir()
     families = paper_tasks.toy_families(root)
     if not families:
-        raise FileNotFoundError(
+        raise DataError(
             f"no toy eval sets (eval_<family>.jsonl) in {root}; "
             "generate them: python -m pat_lite.data.toyworld"
         )
@@ -112,7 +114,7 @@ def resolve_tasks(
     that task's YAML (e.g. ``dataset_path: json`` + ``dataset_kwargs.data_files`` to point it at local files).
     """
     if scoring not in SCORINGS:
-        raise ValueError(f"scoring must be one of {SCORINGS}, not {scoring!r}")
+        raise ConfigError(f"scoring must be one of {SCORINGS}, not {scoring!r}")
     if isinstance(tasks, str) and tasks == "toy":
         return "toy", _toy_refs(scoring, toy_dir)
     if isinstance(tasks, str) and tasks == "paper14":
@@ -120,6 +122,8 @@ def resolve_tasks(
     else:
         names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
         set_name = "custom"
+        if not names:
+            raise ConfigError(f"no evaluation tasks given; {_valid_task_names()}")
     by_label = {t.label.lower(): t for t in PAPER14}
     labels = {t.loglik: t.label for t in PAPER14} | {t.paper: t.label for t in PAPER14}
     refs = []
@@ -156,13 +160,25 @@ def _leaf_configs(tm: Any, spec: str | dict[str, Any], seen: set[str] | None = N
     seen.add(spec)
     entry = tm.task_index.get(spec)
     if entry is None:
-        raise KeyError(f"unknown lm-eval task {spec!r} (include_path {TASKS_DIR})")
+        import difflib
+
+        close = difflib.get_close_matches(spec, list(tm.task_index), n=3)
+        maybe = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConfigError(f"unknown evaluation task {spec!r}: {maybe}{_valid_task_names()}")
     if entry.kind == Kind.TAG:
         return [c for t in sorted(entry.tags) for c in _leaf_configs(tm, t, seen)]
     cfg = load_yaml(entry.yaml_path, resolve_func=False, recursive=True) if entry.yaml_path else {}
     if entry.kind == Kind.GROUP:
         return [c for m in cfg.get("task", []) for c in _leaf_configs(tm, m, seen)]
     return [cfg]
+
+
+def _valid_task_names() -> str:
+    labels = ", ".join(t.label for t in PAPER14)
+    return (
+        f"give toy, paper14, one of the paper's tasks ({labels}) or lm-eval task names "
+        "(`python -m lm_eval ls tasks` lists them), comma-separated"
+    )
 
 
 def check_datasets_available(refs: list[TaskRef], tm: Any = None) -> None:
@@ -272,7 +288,13 @@ def evaluate(
     (lm-eval semantics). ``max_gen_toks`` overrides the paper protocol's generation length (YAML: 16).
     ``out_dir``: also write ``eval_<set>_<scoring>.json`` and ``.md``. ``log_samples``: keep per-document
     records under ``"samples"``. Raises :class:`EvaluationDataUnavailable` before loading any model.
+
+    Inputs are checked first (ConfigError / CheckpointError, one line each): ``limit`` > 0, known tasks,
+    available datasets, then a model folder that exists and loads (a pat_lite run folder stands for its
+    ``merged/`` model).
     """
+    if limit is not None and not limit > 0:
+        raise ConfigError(f"limit={limit}: give a number of documents per task (≥ 1) or a fraction in (0, 1)")
     import lm_eval
     from lm_eval.evaluator import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -281,6 +303,11 @@ def evaluate(
     needs_builtin = any(isinstance(r.spec, str) and not r.name.startswith(("pat_", "toy_")) for r in refs)
     tm = _task_manager(needs_builtin)
     check_datasets_available(refs, tm)
+    if isinstance(model_or_path, (str, os.PathLike)):
+        folder = check_model_folder(model_or_path, accept_run_folder=True)
+        if folder is not None and folder != Path(model_or_path).expanduser():
+            print(f"[pat_lite] evaluating {folder}, the merged model of the run folder {model_or_path}")
+        model_or_path = folder if folder is not None else str(model_or_path)
 
     was_training = None
     if isinstance(model_or_path, (str, os.PathLike)):

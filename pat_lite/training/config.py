@@ -1,23 +1,39 @@
 """A training run's settings: `TrainConfig` (the paper's recipe as defaults, docs/method.md §7), read from a
-recipe in configs/ plus KEY=VALUE overrides, and turned into Hugging Face `TrainingArguments`."""
+recipe in configs/ plus KEY=VALUE overrides, and turned into Hugging Face `TrainingArguments`.
+
+Every field is converted to its declared type and checked when the config is built, whichever way the
+values came (YAML, overrides, keyword arguments): YAML 1.1 reads `1e-4` as a string, and a wrong value must
+fail here, in one line naming it, not deep inside the Trainer after the model has loaded.
+"""
 
 from __future__ import annotations
 
 import os
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import torch
 import yaml
 from transformers import TrainingArguments
 
 from pat_lite.core.config import PATConfig
 from pat_lite.resources import configs_dir, recipe_names
+from pat_lite.utils.errors import ConfigError, one_line
+from pat_lite.utils.typed import convert_fields, convert_value
+
+#: Recipe keys that document a recipe (time and memory it needs) and are not settings.
+DOCUMENTATION_KEYS = ("expected",)
 
 
 @dataclass
 class TrainConfig:
-    """One training run. Defaults are the paper's recipe (§7); `configs/*.yaml` override them."""
+    """One training run. Defaults are the paper's recipe (§7); `configs/*.yaml` override them.
+
+    The annotations are the types every value is converted to (`pat_lite.utils.typed`); `VALUE_CHECKS`
+    below holds the ranges. A new field needs only its line here (and a check, if it has a range)."""
 
     model: str = "tiny"  # "tiny" (the embedded base), a hub name or a local checkpoint
     data: str = "toy"  # "toy", "lamini" (hub) or a local LaMini-style file
@@ -25,7 +41,7 @@ class TrainConfig:
     max_train_samples: int | None = None
     max_length: int = 256
     output_dir: str = "runs/pat-tiny"
-    method: str = "pat"  # "pat" or "lora" (the paper's baseline: same code path, no HSMs)
+    method: Literal["pat", "lora"] = "pat"  # "lora": the paper's baseline, same code path, no HSMs
     pat: dict[str, Any] = field(default_factory=dict)  # PATConfig fields
     lora_r: int = 20
     lora_alpha: int = 4
@@ -35,7 +51,7 @@ class TrainConfig:
     # W_M's learning rate / learning_rate. 1 as in the released code; "auto": the multiplier that gives this
     # run the released recipe's mask travel budget (Σ mask lr while the task loss moves W_M, ≈ 0.38) under
     # its own lr schedule (pat_lite.training.mask_budget, docs/method.md §10).
-    mask_lr_multiplier: float | str = 1.0
+    mask_lr_multiplier: float | Literal["auto"] = 1.0
     num_train_epochs: float = 3.0
     max_steps: int = -1
     per_device_train_batch_size: int = 8
@@ -59,54 +75,141 @@ class TrainConfig:
     dataloader_num_workers: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in ("pat", "lora"):
-            raise ValueError(f"method must be 'pat' or 'lora', got {self.method!r}")
-        PATConfig.from_dict(self.pat)  # fail early on a bad PAT section
-        if self.mask_lr_multiplier != "auto":
-            given = self.mask_lr_multiplier
-            try:
-                self.mask_lr_multiplier = float(given)
-            except (TypeError, ValueError):
-                self.mask_lr_multiplier = -1.0
-            if not self.mask_lr_multiplier > 0:
-                raise ValueError(f"mask_lr_multiplier must be a positive number or 'auto', got {given!r}")
+        convert_fields(self)
+        for name, (allowed, wanted) in VALUE_CHECKS.items():
+            value = getattr(self, name)
+            if value is not None and not allowed(value):
+                raise ConfigError(f"{name}={value!r}: must be {wanted}")
+        self.pat = _checked_pat_section(self.pat)
 
     @property
     def pat_config(self) -> PATConfig:
         return PATConfig.from_dict(self.pat)
 
 
-def _parse_override(text: str) -> tuple[list[str], Any]:
+def _is_float_dtype(name: str) -> bool:
+    return isinstance(getattr(torch, name, None), torch.dtype) and getattr(torch, name).is_floating_point
+
+
+#: Ranges, checked after the type conversion (None passes: it means "not set" for optional fields).
+VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model": (bool, "a model: tiny, a hub name or a checkpoint folder"),
+    "data": (bool, "instruction data: toy, lamini or a local file"),
+    "output_dir": (bool, "a folder"),
+    "data_fraction": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
+    "max_train_samples": (lambda v: v >= 1, "≥ 1 (or null for all)"),
+    "max_length": (lambda v: v >= 2, "≥ 2 tokens"),
+    "lora_r": (lambda v: v >= 1, "≥ 1"),
+    "lora_alpha": (lambda v: v > 0, "> 0"),
+    "lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "learning_rate": (lambda v: v > 0, "> 0"),
+    "mask_lr_multiplier": (lambda v: v == "auto" or v > 0, "> 0, or 'auto'"),
+    "num_train_epochs": (lambda v: v > 0, "> 0"),
+    "max_steps": (lambda v: v == -1 or v >= 1, "≥ 1, or -1 to train num_train_epochs"),
+    "per_device_train_batch_size": (lambda v: v >= 1, "≥ 1"),
+    "gradient_accumulation_steps": (lambda v: v >= 1, "≥ 1"),
+    "warmup_steps": (lambda v: v >= 0, "≥ 0"),
+    "weight_decay": (lambda v: v >= 0, "≥ 0"),
+    "max_grad_norm": (lambda v: v >= 0, "≥ 0"),
+    "dtype": (_is_float_dtype, "a floating torch dtype: float32, bfloat16 or float16"),
+    "seed": (lambda v: v >= 0, "≥ 0"),
+    "logging_steps": (lambda v: v >= 1, "≥ 1"),
+    "save_steps": (lambda v: v >= 1, "≥ 1"),
+    "save_total_limit": (lambda v: v >= 1, "≥ 1 (or null to keep every checkpoint)"),
+    "dataloader_num_workers": (lambda v: v >= 0, "≥ 0"),
+}
+
+
+def _checked_pat_section(section: dict[str, Any]) -> dict[str, Any]:
+    """The `pat` section with every value converted to its PATConfig type and checked by PATConfig."""
+    hints = typing.get_type_hints(PATConfig)
+    unknown = sorted(set(section) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown pat settings {unknown}; known (PATConfig fields): {sorted(hints)}")
+    converted = {key: convert_value(f"pat.{key}", value, hints[key]) for key, value in section.items()}
+    try:
+        PATConfig.from_dict(converted)
+    except ValueError as err:
+        raise ConfigError(f"pat: {one_line(err)}") from err
+    return converted
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
-        raise ValueError(f"override {text!r} is not KEY=VALUE (e.g. max_steps=100 or pat.hio_rank=8)")
+        raise ConfigError(f"override {text!r} is not KEY=VALUE (e.g. max_steps=100 or pat.hio_rank=8)")
     key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({one_line(err)})") from None
+
+
+def _set_setting(values: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """values[a][b] = value for "a.b"; a mapping given for a section is merged into it."""
+    *sections, last = dotted_key.split(".")
+    target = values
+    for depth, key in enumerate(sections):
+        target = target.setdefault(key, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{dotted_key}: {'.'.join(sections[: depth + 1])} is not a section")
+    if isinstance(value, Mapping) and isinstance(target.get(last), dict):
+        target[last] = {**target[last], **value}
+    else:
+        target[last] = value
+
+
+def _recipe_file(path: str | os.PathLike) -> Path:
+    file = Path(path)
+    if not file.exists() and (configs_dir() / f"{path}.yaml").exists():
+        return configs_dir() / f"{path}.yaml"
+    if not file.exists():
+        raise ConfigError(f"no config {str(path)!r}: give a YAML file or one of the recipes {recipe_names()}")
+    if file.is_dir():
+        raise ConfigError(f"{file} is a folder: --config takes a YAML file or one of {recipe_names()}")
+    return file
+
+
+def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings of a YAML recipe (a file path, or a name in configs/ such as "tiny")."""
+    file = _recipe_file(path)
+    try:
+        values = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{file}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{file}, line {mark.line + 1}" if mark is not None else str(file)
+        problem = getattr(err, "problem", None) or one_line(err)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{file}: the top level must be a mapping of settings (key: value lines), "
+            f"not a {type(values).__name__}"
+        )
+    for key in DOCUMENTATION_KEYS:
+        values.pop(key, None)
+    return values
 
 
 def load_train_config(
-    path: str | os.PathLike | None = None, overrides: list[str] | None = None
+    path: str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
-    """A `TrainConfig` from a YAML file (a path, or a name in `configs/` like "tiny") plus KEY=VALUE
-    overrides (dotted keys reach into the `pat` section)."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        file = Path(path)
-        if not file.exists() and (configs_dir() / f"{path}.yaml").exists():
-            file = configs_dir() / f"{path}.yaml"
-        if not file.exists():
-            raise FileNotFoundError(f"no config {path!r}: give a YAML path or one of {recipe_names()}")
-        values = yaml.safe_load(file.read_text()) or {}
-        values.pop("expected", None)  # documentation only: time and memory the recipe needs
+    """A `TrainConfig` from a YAML file (a path, or a name in `configs/` like "tiny"), then KEY=VALUE
+    `overrides` (strings, values read as YAML), then `settings` (Python values, e.g. keyword arguments).
+    Dotted keys reach into the `pat` section. Raises ConfigError naming the first wrong setting."""
+    values: dict[str, Any] = read_recipe(path) if path is not None else {}
     for text in overrides or []:
-        keys, value = _parse_override(text)
-        target = values
-        for key in keys[:-1]:
-            target = target.setdefault(key, {})
-        target[keys[-1]] = value
+        _set_setting(values, *_parse_override(text))
+    for key, value in (settings or {}).items():
+        _set_setting(values, key, value)
     known = {f.name for f in fields(TrainConfig)}
-    unknown = set(values) - known
+    unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
+        raise ConfigError(f"unknown training settings {unknown}; known: {sorted(known)}")
     return TrainConfig(**values)
 
 
@@ -121,9 +224,21 @@ def _checkpointing_arguments(enabled: bool) -> dict[str, Any]:
     }
 
 
-def training_arguments(cfg: TrainConfig) -> TrainingArguments:
+def training_arguments(cfg: TrainConfig, output_dir: str | os.PathLike | None = None) -> TrainingArguments:
+    """The Trainer's arguments (checkpoints go to `output_dir`, default `cfg.output_dir`); ConfigError for
+    values the Trainer refuses (an unknown optimizer or scheduler, bf16 where it is unsupported...)."""
+    try:
+        return _training_arguments(cfg, str(output_dir or cfg.output_dir))
+    except ValueError as err:
+        if cfg.bf16 and "bf16" in str(err):  # the Trainer's own hint ("assign use_cpu") misleads here
+            message = "bf16=true: this machine cannot train in bfloat16 (no such GPU); pass bf16=false"
+            raise ConfigError(message) from err
+        raise ConfigError(f"the Trainer refuses these settings: {one_line(err)}") from err
+
+
+def _training_arguments(cfg: TrainConfig, output_dir: str) -> TrainingArguments:
     return TrainingArguments(
-        output_dir=cfg.output_dir,
+        output_dir=output_dir,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.num_train_epochs,
         max_steps=cfg.max_steps,

@@ -2,7 +2,13 @@
 
 `train(cfg)` tunes (PAT or plain LoRA), saves the adapter state, merges into the smaller dense model and
 saves it. The same entry point runs on one process, or under `torchrun` / `accelerate launch` (DDP).
-Re-running an interrupted run with the same settings resumes it from its last *complete* checkpoint.
+
+Everything is checked before the output folder is touched: settings (types, ranges), the folder itself,
+the instruction data (every record), the model (loadable, and a width PAT can cut it to). A failed start
+therefore leaves nothing behind. Re-running an interrupted run with the same command resumes it from its
+last complete checkpoint and ends bit-identical to a run that was never interrupted, whichever moment
+it was killed at (see `pat_lite.training.run_folder` for the folder's lifecycle).
+
 Outputs in `output_dir`: `adapter/` (LoRA + PAT state), `merged/` (the smaller dense checkpoint with its
 tokenizer and `pat_kept.json`), `log_history.json`, `mask_history.safetensors` (W_M at every logging step,
 PAT runs) and `train_summary.json`, written last.
@@ -12,12 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from accelerate import PartialState
 from transformers import set_seed
 
 from pat_lite.core.attach import get_pat, has_pat
@@ -25,71 +30,27 @@ from pat_lite.core.mask import kept_channels
 from pat_lite.core.merge import merge_pat
 from pat_lite.data.instructions import SFTCollator, build_sft_dataset, load_instruction_data
 from pat_lite.training.config import TrainConfig, load_train_config, training_arguments
+from pat_lite.training.run_folder import (
+    RUN_CONFIG,
+    SUMMARY,
+    RunPlan,
+    commit_run,
+    last_complete_checkpoint,
+    open_run,
+    plan_run,
+    training_finished,
+)
 from pat_lite.training.trainer import (
     MASK_HISTORY,
-    PAT_STATE,
     PATTrainer,
     build_model,
     save_mask_history,
     save_pat_state,
 )
 from pat_lite.utils.atomic import atomic_directory, atomic_write_text
+from pat_lite.utils.errors import ConfigError, PatLiteError, one_line
 
-SUMMARY = "train_summary.json"
-RUN_CONFIG = "run_config.yaml"
-
-
-def last_complete_checkpoint(output_dir: Path, method: str) -> Path | None:
-    """The newest `checkpoint-N` that was fully written (Trainer writes trainer_state.json last)."""
-    candidates = sorted(
-        (p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-        reverse=True,
-    )
-    for checkpoint in candidates:
-        complete = (checkpoint / "trainer_state.json").exists()
-        if method == "pat":
-            complete = complete and (checkpoint / PAT_STATE).exists()
-        if complete:
-            return checkpoint
-        print(f"[pat_lite] skipping incomplete {checkpoint.name} (interrupted while saving)")
-    return None
-
-
-def prepare_output_dir(cfg: TrainConfig, is_main: bool) -> Path | None:
-    """Check the output folder; return the checkpoint to resume from, if any.
-
-    - finished run there → error, unless overwrite_output_dir;
-    - the same run, interrupted → resume from its last complete checkpoint;
-    - a different run, or unrelated files → error (nothing is overwritten silently).
-    """
-    out = Path(cfg.output_dir)
-    record = yaml.safe_dump(asdict(cfg), sort_keys=True)
-    if out.exists() and any(out.iterdir()):
-        if cfg.overwrite_output_dir:
-            if is_main:
-                shutil.rmtree(out)
-        elif (out / SUMMARY).exists():
-            raise FileExistsError(
-                f"{out} already holds a finished run; choose another output_dir "
-                "or pass overwrite_output_dir=true"
-            )
-        elif not (out / RUN_CONFIG).exists():
-            raise FileExistsError(
-                f"{out} exists and is not a pat_lite run folder; choose another output_dir "
-                "or pass overwrite_output_dir=true to delete it"
-            )
-        elif (out / RUN_CONFIG).read_text() != record:
-            raise FileExistsError(
-                f"{out} holds an interrupted run with different settings (see {out / RUN_CONFIG}); resume it "
-                "with the same command, or choose another output_dir, or pass overwrite_output_dir=true"
-            )
-        else:
-            return last_complete_checkpoint(out, cfg.method)
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / RUN_CONFIG, record)
-    return None
+__all__ = ["RUN_CONFIG", "SUMMARY", "TrainResult", "last_complete_checkpoint", "pat_train", "train"]
 
 
 @dataclass
@@ -109,35 +70,59 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
 
     Restarting an interrupted run with the same settings resumes it from its last complete checkpoint.
     """
-    args = training_arguments(cfg)
+    args = training_arguments(cfg)  # the Trainer's own checks, and the process layout (DDP)
     is_main = args.process_index == 0
-    resume_from = prepare_output_dir(cfg, is_main)
-    set_seed(cfg.seed)  # LoRA and HSM initialisation draw from the global RNG: same seed, same run
-    model, tokenizer = build_model(cfg)
+    with args.main_process_first(desc="checking the output folder"):
+        plan = plan_run(cfg)
     data = load_instruction_data(cfg.data, fraction=cfg.data_fraction)
     if cfg.max_train_samples:
         data = data.select(range(min(cfg.max_train_samples, len(data))))
+    set_seed(cfg.seed)  # LoRA and HSM initialisation draw from the global RNG: same seed, same run
+    model, tokenizer = _build_model(cfg)
     with args.main_process_first(desc="tokenizing"):
-        dataset = build_sft_dataset(data, tokenizer, cfg.max_length)
+        dataset = build_sft_dataset(data, tokenizer, cfg.max_length, source=cfg.data)
+
+    # Everything is checked: from here on the run folder changes.
+    PartialState().wait_for_everyone()
+    if is_main:
+        if plan.note:
+            print(f"[pat_lite] {plan.note}")
+        open_run(plan, cfg)
+    PartialState().wait_for_everyone()
     trainer = PATTrainer(
         model=model,
-        args=args,
+        args=training_arguments(cfg, output_dir=plan.work_dir),
         train_dataset=dataset,
         data_collator=SFTCollator(tokenizer),
         processing_class=tokenizer,
         callbacks=callbacks,
         mask_lr_multiplier=cfg.mask_lr_multiplier,
     )
-    if resume_from is not None and is_main:
-        print(f"[pat_lite] resuming from {resume_from}")
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    return finish_run(cfg, trainer, model, tokenizer)
+    if training_finished(plan.resume_from):
+        # Killed while saving the results: the last checkpoint already holds the final weights. Trainer
+        # would train one step past max_steps if asked to resume from it, so load it instead.
+        if is_main:
+            print(f"[pat_lite] training had finished at {plan.resume_from.name}; saving its results")
+        trainer.load_final_checkpoint(plan.resume_from)
+    else:
+        trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+    return finish_run(cfg, plan, trainer, model, tokenizer)
 
 
-def finish_run(cfg: TrainConfig, trainer: PATTrainer, model, tokenizer) -> TrainResult:
-    """Save adapter, merged model, logs and (last) the summary that marks the run finished."""
-    out = Path(cfg.output_dir)
-    adapter_dir, merged_dir = out / "adapter", out / "merged"
+def _build_model(cfg: TrainConfig):
+    """The base model with PAT and LoRA; a setting that does not fit the model becomes a ConfigError."""
+    try:
+        return build_model(cfg)
+    except PatLiteError:
+        raise
+    except ValueError as err:  # a width PAT cannot cut this model to, an unsupported architecture, LoRA
+        raise ConfigError(f"model {cfg.model}: {one_line(err)}") from err
+
+
+def finish_run(cfg: TrainConfig, plan: RunPlan, trainer: PATTrainer, model, tokenizer) -> TrainResult:
+    """Save adapter, merged model, logs and (last) the summary that marks the run finished; then, if this
+    run replaces an older folder, put it in place."""
+    work, out = plan.work_dir, plan.output_dir
     merged = None
     summary: dict[str, Any] = {"method": cfg.method, "model": cfg.model, "steps": trainer.state.global_step}
     if trainer.is_world_process_zero():
@@ -148,7 +133,7 @@ def finish_run(cfg: TrainConfig, trainer: PATTrainer, model, tokenizer) -> Train
             if has_pat(model):
                 save_pat_state(model, tmp)
 
-        atomic_directory(adapter_dir, write_adapter)
+        atomic_directory(work / "adapter", write_adapter)
         summary["base_parameters"] = sum(
             p.numel()
             for n, p in model.get_base_model().named_parameters()
@@ -162,7 +147,7 @@ def finish_run(cfg: TrainConfig, trainer: PATTrainer, model, tokenizer) -> Train
                 active_channels=pat.mask.active_channels(),
                 **trainer.mask_lr,
             )
-            save_mask_history(trainer.mask_history, out / MASK_HISTORY)
+            save_mask_history(trainer.mask_history, work / MASK_HISTORY)
         if cfg.merge:
             merged = merge_pat(model) if has_pat(model) else _merge_lora(model)
             kept = _kept_record(model, merged)
@@ -173,14 +158,17 @@ def finish_run(cfg: TrainConfig, trainer: PATTrainer, model, tokenizer) -> Train
                 tokenizer.save_pretrained(tmp)
                 (tmp / "pat_kept.json").write_text(json.dumps(kept, indent=2) + "\n")
 
-            atomic_directory(merged_dir, write_merged)
-        atomic_write_text(out / "log_history.json", json.dumps(trainer.state.log_history, indent=1) + "\n")
-        atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+            atomic_directory(work / "merged", write_merged)
+        atomic_write_text(work / "log_history.json", json.dumps(trainer.state.log_history, indent=1) + "\n")
+        atomic_write_text(work / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        commit_run(plan)
     trainer.accelerator.wait_for_everyone()
     return TrainResult(
         output_dir=out,
-        merged_dir=merged_dir if cfg.merge else None,
-        adapter_dir=adapter_dir,
+        merged_dir=out / "merged" if cfg.merge else None,
+        adapter_dir=out / "adapter",
         summary=summary,
         model=model,
         merged=merged,
@@ -207,7 +195,7 @@ def _kept_record(model, merged) -> dict[str, Any]:
     return record
 
 
-def pat_train(config: str | os.PathLike | None = None, **overrides: Any) -> TrainResult:
-    """Notebook entry point: `pat_train("tiny", max_steps=50, output_dir="runs/x")`."""
-    texts = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
-    return train(load_train_config(config, texts))
+def pat_train(config: str | os.PathLike | None = None, **settings: Any) -> TrainResult:
+    """Notebook entry point: `pat_train("tiny", max_steps=50, learning_rate=5e-5, output_dir="runs/x")`;
+    `pat={"hio_rank": 4}` updates the recipe's pat section."""
+    return train(load_train_config(config, settings=settings))

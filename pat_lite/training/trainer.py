@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import Trainer
+from transformers import Trainer, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
 
 from pat_lite.core.attach import (
     attach_pat,
@@ -127,6 +128,14 @@ class PATTrainer(Trainer):
                 [g for g in param_groups if g["params"]], lr=lr, **optimizer_kwargs
             )
         return super().create_optimizer(model)
+
+    def load_final_checkpoint(self, checkpoint: str | os.PathLike) -> None:
+        """Take weights, PAT state and trainer state from a checkpoint saved at the last step, without
+        training: `train(resume_from_checkpoint=...)` from there would run one step past max_steps."""
+        self._load_from_checkpoint(str(checkpoint))
+        self.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+        if has_pat(self.model) and any(p.requires_grad for p in pat_parameters(self.model)["mask"]):
+            self.mask_lr = self.resolve_mask_lr()  # what create_optimizer would have logged and summarised
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log, not an evaluation one
