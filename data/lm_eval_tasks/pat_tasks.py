@@ -1,6 +1,7 @@
 """lm-eval hook shim for the YAMLs in this folder (``!function pat_tasks.<name>``).
 
-The logic lives in ``pat_lite/evaluation/paper_tasks.py`` (docs/method.md §9); this file only makes it
+The logic lives in ``pat_lite/evaluation/paper_tasks.py`` (docs/method.md §9: the paper's protocol and the
+toy sets) and ``pat_lite/evaluation/realtext_tasks.py`` (held-out real text); this file only makes it
 importable when lm-eval loads these YAMLs from any working directory — through the installed package, or,
 if pat_lite is not installed, from the repository this folder belongs to (``data/lm_eval_tasks`` →
 repository root).
@@ -14,6 +15,7 @@ try:
 except ImportError:  # not installed: use the repository this file sits in
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     import pat_lite.evaluation.paper_tasks as _impl
+import pat_lite.evaluation.realtext_tasks as _realtext
 
 first_letter_filter = _impl.first_letter_filter
 load_toy = _impl.load_toy
@@ -34,3 +36,5 @@ process_toy = _impl.process_toy
 process_wic = _impl.process_wic
 process_winogrande = _impl.process_winogrande
 process_wsc = _impl.process_wsc
+realtext_cloze_dataset = _realtext.realtext_cloze_dataset
+realtext_perplexity_dataset = _realtext.realtext_perplexity_dataset

@@ -320,8 +320,26 @@ def run_benchmark(
     return rows
 
 
+#: Panel titles of the memory column `plot_benchmark` shows (the first one the rows have values for).
+MEMORY_TITLES = {
+    "peak_cuda_alloc_mib": "peak CUDA memory allocated (MiB)",
+    "peak_rss_mib": "peak process memory, RSS (MiB)",
+    "est_weights_kv_mib": "estimated memory: weights + KV cache (MiB)",
+}
+
+
 def plot_benchmark(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """PNG: TTFT vs batch size, measured vs ideal prefill and decode speedups, and peak memory."""
+    """PNG of `benchmark_figure(rows)` at `path` (folders created); returns the path."""
+    fig = benchmark_figure(rows)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def benchmark_figure(rows: Sequence[dict[str, Any]]):
+    """TTFT vs batch size, measured vs ideal prefill and decode speedups, and memory (measured peak, or the
+    weights + KV-cache estimate when no peak was measured); one panel each."""
     # A bare Figure draws without pyplot, so the caller's backend (e.g. a notebook's inline) is untouched.
     import matplotlib
     from matplotlib.figure import Figure
@@ -350,30 +368,34 @@ def plot_benchmark(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> P
                 ax.plot(bs, [r[f"{key}_speedup"] for r in rs], "-", **style)
                 if rs[0]["device"] == "cpu":
                     ax.plot(bs, [r[f"{key}_speedup_cpu"] for r in rs], "--", color=colour, marker="x")
-                ax.plot(bs, [r[f"{key}_speedup_ideal"] for r in rs], ":", color=colour, alpha=0.7)
+                # marker "_" keeps the ideal visible when there is a single batch size (no line to draw)
+                ideal = [r[f"{key}_speedup_ideal"] for r in rs]
+                ax.plot(bs, ideal, ":", color=colour, alpha=0.7, marker="_", markersize=14)
     titles = ["time to first token (ms)", "prefill speedup (ideal: FLOP ratio)",
-              "decode speedup (ideal: byte ratio)", mem_col.replace("_", " ")]  # fmt: skip
+              "decode speedup (ideal: byte ratio)", MEMORY_TITLES[mem_col]]  # fmt: skip
     for ax in axes[1:3]:
         ax.plot([], [], "k-", label="wall time")
         if any(r["device"] == "cpu" for r in rows):
             ax.plot([], [], "k--", marker="x", label="CPU time")
-        ax.plot([], [], "k:", label="ideal")
+        ax.plot([], [], "k:", marker="_", markersize=14, label="ideal")
         ax.legend(fontsize=7)
+    sizes = sorted({r["batch_size"] for r in rows})
     for ax, title in zip(axes, titles, strict=True):
         ax.set_title(title, fontsize=10)
-        ax.set_xscale("log", base=2)
+        if len(sizes) > 1:  # batch sizes grow geometrically; one size needs no log axis
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("batch size")
         ax.grid(alpha=0.3)
-    axes[0].set_yscale("log")
+    if len(sizes) > 1:
+        axes[0].set_yscale("log")
     axes[0].legend(fontsize=7)
     if rows:
         r = rows[0]
         fig.suptitle(f"{r['model']} ({r['num_layers']} layers), context {r['context']}, {r['device']}")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return fig
 
 
 def format_summary(rows: Sequence[dict[str, Any]]) -> str:

@@ -37,16 +37,17 @@ class HSM(nn.Module):
 
     def operator(self) -> torch.Tensor:
         """D = I + L1 · diag(v) · L0 as a dense d × d matrix (for the merge)."""
-        return torch.eye(self.L0.shape[1], device=self.L0.device) + self.low_rank()
+        return torch.eye(self.L0.shape[1], device=self.L0.device, dtype=self.L0.dtype) + self.low_rank()
 
     def forward(self, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # Row-vector form of z = s ⊙ M ⊙ (y + L1 diag(v) L0 y), computed in float32 like the parameters.
-        # .float() is a no-op for the usual float32 parameters and keeps a model cast to bf16 working.
-        y32 = y.float()
-        hidden = F.linear(y32, self.L0.float())
+        # Row-vector form of z = s ⊙ M ⊙ (y + L1 diag(v) L0 y), computed in at least float32: a bf16 model
+        # keeps float32 HSMs (no bf16 rounding of the small low-rank update), a float64 one stays float64.
+        dtype = torch.promote_types(y.dtype, torch.float32)
+        y_wide = y.to(dtype)
+        hidden = F.linear(y_wide, self.L0.to(dtype))
         if self.rank_scale is not None:
-            hidden = hidden * self.rank_scale.float()
-        z = (y32 + F.linear(hidden, self.L1.float())) * (self.scale.float() * mask)
+            hidden = hidden * self.rank_scale.to(dtype)
+        z = (y_wide + F.linear(hidden, self.L1.to(dtype))) * (self.scale.to(dtype) * mask.to(dtype))
         return z.to(y.dtype)
 
     def identity_loss(self, variant: str) -> torch.Tensor:

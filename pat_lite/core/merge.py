@@ -45,8 +45,8 @@ def hsm_fold(pat: PATModule) -> Fold:
         if role.kind not in ("embedding", "writer"):
             return value
         hsm = pat.hsms[role.hsm]
-        factor = hsm.scale.detach().float() * mask  # a = s ⊙ M
-        operator = hsm.operator().detach()  # D
+        factor = hsm.scale.detach().to(value.dtype) * mask.to(value.dtype)  # a = s ⊙ M
+        operator = hsm.operator().detach().to(value.dtype)  # D
         if role.kind == "embedding":
             return (value @ operator.T) * factor
         rows = operator @ value
@@ -57,7 +57,8 @@ def hsm_fold(pat: PATModule) -> Fold:
 
 def merged_state_dict(model: PreTrainedModel, pat: PATModule, keep: torch.Tensor) -> dict[str, torch.Tensor]:
     """The weights of the smaller model: every HSM folded into its writer (`hsm_fold`), then everything cut
-    to the channels `keep` (`sliced_state_dict`); computed in float32, returned in each tensor's dtype."""
+    to the channels `keep` (`sliced_state_dict`); computed in at least float32, returned in each tensor's
+    dtype."""
     weights = {key: value for key, value in model.state_dict().items() if not key.startswith("pat.")}
     return sliced_state_dict(weights, model.config, keep.cpu(), hsm_fold(pat))
 

@@ -87,7 +87,7 @@ def sliced_state_dict(
     fold: Fold | None = None,
 ) -> dict[str, torch.Tensor]:
     """The state dict of the model cut to the channels `keep` (module docstring), each tensor computed in
-    float32 (after `fold`, if given) and returned in its own dtype."""
+    at least float32 (after `fold`, if given) and returned in its own dtype."""
     spec = arch_spec(config)
     width = int(config.hidden_size)
     ratio = width / keep.numel()
@@ -99,7 +99,7 @@ def sliced_state_dict(
                 raise RuntimeError(f"cannot cut hidden channels out of {key} {tuple(tensor.shape)}")
             sliced[key] = tensor
             continue
-        value = tensor.float()
+        value = tensor.to(torch.promote_types(tensor.dtype, torch.float32))
         if fold is not None:
             value = fold(key, role, value)
         index = keep.to(value.device)

@@ -315,10 +315,12 @@ def load_lamini(
 
 
 def load_instruction_data(name_or_path: str, **kw):
-    """``"toy"`` → the embedded toy instruction set; ``"lamini"`` → hub LaMini; a path → a local LaMini copy.
+    """``"toy"`` → the embedded toy instruction set; ``"realtext"`` → the tuning split of the real-text set
+    (CPython's reference manual and docstrings, ``pat_lite.data.realtext``); ``"lamini"`` → hub LaMini;
+    a path → a local LaMini copy.
 
     Returns a ``datasets.Dataset`` with (at least) the columns ``instruction`` and ``response``. Keyword
-    arguments go to :func:`load_lamini` (ignored for ``"toy"``, apart from an optional ``data_dir``).
+    arguments go to :func:`load_lamini` (ignored for the embedded sets, apart from an optional ``data_dir``).
     """
     import datasets
 
@@ -327,6 +329,10 @@ def load_instruction_data(name_or_path: str, **kw):
 
         records = load_toy_instructions(kw.get("data_dir"))
         return datasets.Dataset.from_list(records)
+    if name_or_path == "realtext":
+        from pat_lite.data.realtext import load_realtext_instructions
+
+        return datasets.Dataset.from_list(load_realtext_instructions("tune", kw.get("data_dir")))
     if name_or_path == "lamini":
         return load_lamini(None, **kw)
     return load_lamini(name_or_path, **kw)

@@ -1,10 +1,12 @@
 """Evaluate an in-memory model or a saved checkpoint with lm-evaluation-harness (docs/method.md §9).
 
-Two task sets and two scorings, all run through lm-eval:
+Three task sets and two scorings, all run through lm-eval:
 
 - ``tasks="toy"``: the embedded offline multiple-choice sets ``data/toy/eval_<family>.jsonl`` (families are
   discovered by glob); ``tasks="paper14"``: the paper's 14 tasks (see :data:`pat_lite.paper_tasks.PAPER14`
-  for the lm-eval names); or an explicit list of lm-eval task names.
+  for the lm-eval names); ``tasks="realtext"``: held-out real English, perplexity and cloze
+  (:mod:`pat_lite.evaluation.realtext_tasks`, log-likelihood only); or an explicit list of lm-eval task
+  names.
 - ``scoring="loglik"``: lm-eval's standard log-likelihood multiple choice (stock lm-eval tasks for
   paper14); ``scoring="paper"``: the paper's protocol (§9) — the Alpaca-wrapped lettered question, a short
   greedy generation, the first capital letter that is a valid label — as ``generate_until`` tasks on the
@@ -31,6 +33,7 @@ from typing import Any
 
 from pat_lite.evaluation import paper_tasks
 from pat_lite.evaluation.paper_tasks import PAPER14, PAPER_REPORTED_AVERAGES, TASKS_DIR
+from pat_lite.evaluation.realtext_tasks import REALTEXT_TASKS
 from pat_lite.utils.atomic import atomic_write_text
 from pat_lite.utils.checkpoints import check_model_folder
 from pat_lite.utils.errors import ConfigError, DataError, PatLiteError
@@ -47,6 +50,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCORINGS = ("loglik", "paper")
+#: Task-name prefixes of this project's YAMLs: these need no index of lm-eval's own tasks (~8 s to build).
+PROJECT_TASK_PREFIXES = ("pat_", "toy_", "realtext_")
+#: Perplexity metrics of rolling log-likelihood tasks, the headline first (lower is better).
+PERPLEXITY_METRICS = ("word_perplexity", "byte_perplexity", "bits_per_byte")
 #: dataset_path values that read local files (never checked against the hub).
 _LOCAL_BUILDERS = {"json", "csv", "parquet", "text", "arrow", "pandas", "imagefolder", "audiofolder"}
 
@@ -109,7 +116,8 @@ def resolve_tasks(
     """Turn ``tasks`` into (task-set name, leaf :class:`TaskRef` list) for ``scoring``.
 
     ``"toy"`` → one task per family found in ``toy_dir``; ``"paper14"`` → the 14 tasks of §9 (stock lm-eval
-    tasks for "loglik", ``pat_*`` for "paper"); a list (or comma-separated string) → those lm-eval names,
+    tasks for "loglik", ``pat_*`` for "paper"); ``"realtext"`` → held-out perplexity and cloze ("loglik"
+    only: neither is a lettered question); a list (or comma-separated string) → those lm-eval names,
     where a §9 label such as "ARC-C" maps to the scoring's task. ``task_overrides[name]`` replaces keys of
     that task's YAML (e.g. ``dataset_path: json`` + ``dataset_kwargs.data_files`` to point it at local files).
     """
@@ -117,6 +125,14 @@ def resolve_tasks(
         raise ConfigError(f"scoring must be one of {SCORINGS}, not {scoring!r}")
     if isinstance(tasks, str) and tasks == "toy":
         return "toy", _toy_refs(scoring, toy_dir)
+    if isinstance(tasks, str) and tasks == "realtext":
+        if scoring != "loglik":
+            raise ValueError(
+                "the realtext task set is scored by log-likelihood only (rolling perplexity and cloze): "
+                "use scoring='loglik'"
+            )
+        labels = {"realtext_perplexity": "held-out perplexity", "realtext_cloze": "held-out cloze"}
+        return "realtext", [TaskRef(name, labels[name], name) for name in REALTEXT_TASKS]
     if isinstance(tasks, str) and tasks == "paper14":
         names, set_name = [t.loglik if scoring == "loglik" else t.paper for t in PAPER14], "paper14"
     else:
@@ -133,7 +149,7 @@ def resolve_tasks(
             name = task.loglik if scoring == "loglik" else task.paper
         spec: str | dict[str, Any] = name
         if task_overrides and name in task_overrides:
-            entry = _task_manager(not name.startswith(("pat_", "toy_"))).task_index.get(name)
+            entry = _task_manager(not name.startswith(PROJECT_TASK_PREFIXES)).task_index.get(name)
             if entry is None or entry.yaml_path is None:
                 raise KeyError(f"cannot override {name!r}: not a YAML task")
             from lm_eval.tasks._yaml_loader import load_yaml
@@ -253,6 +269,17 @@ def _metric_key(task_result: dict[str, Any]) -> str | None:
     return next((k for k in task_result if k.startswith("acc,")), None)
 
 
+def _metrics(task_result: dict[str, Any]) -> dict[str, float]:
+    """Every numeric metric of one lm-eval task result, by name (``"word_perplexity,none"`` →
+    ``"word_perplexity"``), stderrs included as ``<name>_stderr``."""
+    out = {}
+    for key, value in task_result.items():
+        name = key.split(",", 1)[0]
+        if "," in key and (number := _float(value)) is not None:
+            out.setdefault(name, number)
+    return out
+
+
 def _n_samples(out: dict[str, Any], name: str) -> int:
     if name in out.get("n-samples", {}):
         return int(out["n-samples"][name]["effective"])
@@ -281,7 +308,8 @@ def evaluate(
     task_overrides: dict[str, dict[str, Any]] | None = None,
     log_samples: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate with lm-eval; return per-task and average accuracy (fractions, §9 averages tasks unweighted).
+    """Evaluate with lm-eval; return per-task metrics and the average accuracy (fractions, §9 averages
+    tasks unweighted; tasks without accuracy, such as perplexity, are left out of the average).
 
     ``model_or_path``: a ``PreTrainedModel`` (then ``tokenizer`` is required) or a checkpoint directory
     (loaded by lm-eval's ``hf`` model exactly as the stock CLI does). ``limit`` caps documents per task
@@ -300,7 +328,9 @@ def evaluate(
     from lm_eval.models.huggingface import HFLM
 
     set_name, refs = resolve_tasks(tasks, scoring, toy_dir=toy_dir, task_overrides=task_overrides)
-    needs_builtin = any(isinstance(r.spec, str) and not r.name.startswith(("pat_", "toy_")) for r in refs)
+    needs_builtin = any(
+        isinstance(r.spec, str) and not r.name.startswith(PROJECT_TASK_PREFIXES) for r in refs
+    )
     tm = _task_manager(needs_builtin)
     check_datasets_available(refs, tm)
     if isinstance(model_or_path, (str, os.PathLike)):
@@ -338,17 +368,20 @@ def evaluate(
     per_task: dict[str, dict[str, Any]] = {}
     for ref in refs:
         res = out["results"][ref.name]
-        key = _metric_key(res)
+        metrics = _metrics(res)
+        key = _metric_key(res) or next((f"{m},none" for m in PERPLEXITY_METRICS if m in metrics), None)
         if key is None:
-            raise KeyError(f"lm-eval returned no accuracy for {ref.name}: {sorted(res)}")
+            raise KeyError(f"lm-eval returned neither accuracy nor perplexity for {ref.name}: {sorted(res)}")
         metric, filt = key.split(",", 1)
+        is_acc = metric == "acc"
         per_task[ref.name] = {
             "label": ref.label,
-            "acc": _float(res[key]),
-            "acc_stderr": _float(res.get(f"{metric}_stderr,{filt}")),
+            "acc": _float(res[key]) if is_acc else None,
+            "acc_stderr": _float(res.get(f"{metric}_stderr,{filt}")) if is_acc else None,
             "acc_norm": _float(res.get("acc_norm,none")),
             "n": _n_samples(out, ref.name),
             "metric": key,
+            "metrics": metrics,
         }
     accs = [t["acc"] for t in per_task.values() if t["acc"] is not None]
     results: dict[str, Any] = {
@@ -380,7 +413,7 @@ def to_markdown(results: dict[str, Any]) -> str:
     paper's reported 14-task averages (§9) follow, marked as not comparable under log-likelihood scoring."""
     scoring = results["scoring"]
     desc = {
-        "loglik": "lm-eval log-likelihood multiple choice",
+        "loglik": "lm-eval log-likelihood (multiple choice; rolling for perplexity)",
         "paper": "paper protocol (§9): Alpaca prompt, greedy generation, first valid capital letter",
     }[scoring]
     lines = [
@@ -390,13 +423,26 @@ def to_markdown(results: dict[str, Any]) -> str:
         "| task | lm-eval task | n | acc (%) | ± stderr |",
         "|---|---|---:|---:|---:|",
     ]
-    for name, t in results["tasks"].items():
+    perplexity_tasks = {
+        name: t for name, t in results["tasks"].items() if PERPLEXITY_METRICS[0] in t.get("metrics", {})
+    }
+    accuracy_tasks = {name: t for name, t in results["tasks"].items() if name not in perplexity_tasks}
+    for name, t in accuracy_tasks.items():
         acc = "n/a" if t["acc"] is None else f"{100 * t['acc']:.2f}"
         err = "" if t.get("acc_stderr") is None else f"{100 * t['acc_stderr']:.2f}"
         lines.append(f"| {t['label']} | `{name}` | {t['n']} | {acc} | {err} |")
     avg = results.get("average")
     avg_text = "n/a" if avg is None else f"{100 * avg:.2f}"
-    lines.append(f"| **average** ({results['n_tasks']} tasks) | | | **{avg_text}** | |")
+    lines.append(f"| **average** ({len(accuracy_tasks)} tasks) | | | **{avg_text}** | |")
+    if perplexity_tasks:
+        lines += [
+            "",
+            "| task | lm-eval task | documents | word perplexity | byte perplexity | bits per byte |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for name, t in perplexity_tasks.items():
+            values = " | ".join(f"{t['metrics'][m]:.4g}" for m in PERPLEXITY_METRICS)
+            lines.append(f"| {t['label']} | `{name}` | {t['n']} | {values} |")
     if results["task_set"] == "paper14":
         note = "" if scoring == "paper" else " — not comparable: the paper scores by generated letter"
         lines += ["", f"Paper's reported 14-task averages (%, docs/method.md §9){note}:", ""]

@@ -35,6 +35,7 @@ from pat_lite.core.slicing import norm_channels, zero_hidden_channels
 from pat_lite.data import toyworld
 from pat_lite.evaluation.mc import chance_accuracy, multiple_choice_accuracy
 from pat_lite.utils.atomic import atomic_directory
+from pat_lite.utils.cache import cache_root
 
 __all__ = [
     "GateError",
@@ -331,16 +332,10 @@ def check_gates(report: dict, recipe: TinyBaseRecipe) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------- cache
-def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("PAT_LITE_CACHE") or Path.home() / ".cache" / "pat_lite")
-
-
 def tiny_base_dir(cache_dir: str | os.PathLike | None = None, recipe: TinyBaseRecipe | None = None) -> Path:
     """Where the tiny base of ``recipe`` lives (whether or not it is built yet)."""
     recipe = recipe or TinyBaseRecipe()
-    return _cache_root(cache_dir) / f"tiny_base-{recipe.key()}"
+    return cache_root(cache_dir) / f"tiny_base-{recipe.key()}"
 
 
 def is_built(path: str | os.PathLike) -> bool:

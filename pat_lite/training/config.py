@@ -35,8 +35,8 @@ class TrainConfig:
     The annotations are the types every value is converted to (`pat_lite.utils.typed`); `VALUE_CHECKS`
     below holds the ranges. A new field needs only its line here (and a check, if it has a range)."""
 
-    model: str = "tiny"  # "tiny" (the embedded base), a hub name or a local checkpoint
-    data: str = "toy"  # "toy", "lamini" (hub) or a local LaMini-style file
+    model: str = "tiny"  # "tiny" (the embedded base), "smollm2-135m", a hub name or a local checkpoint
+    data: str = "toy"  # "toy", "realtext" (CPython's docs), "lamini" (hub) or a local LaMini-style file
     data_fraction: float = 0.5  # the paper's random 50 % of LaMini (seed 42)
     max_train_samples: int | None = None
     max_length: int = 256
@@ -260,4 +260,9 @@ def _training_arguments(cfg: TrainConfig, output_dir: str) -> TrainingArguments:
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=cfg.dataloader_num_workers,
+        # Pinned host memory only helps copies to a CUDA device; without one torch warns on every run.
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Live progress is `train(progress=...)`'s choice; left unset, a quiet transformers logger would
+        # swap the progress bar for a line of printed log dicts per logging step.
+        disable_tqdm=False,
     )

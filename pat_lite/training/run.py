@@ -24,6 +24,8 @@ from typing import Any
 
 from accelerate import PartialState
 from transformers import set_seed
+from transformers.trainer import DEFAULT_PROGRESS_CALLBACK
+from transformers.trainer_callback import PrinterCallback
 
 from pat_lite.core.attach import get_pat, has_pat
 from pat_lite.core.mask import kept_channels
@@ -65,10 +67,12 @@ class TrainResult:
     log_history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
+def train(cfg: TrainConfig, callbacks: list | None = None, progress: bool = True) -> TrainResult:
     """Tune (PAT or LoRA), save the adapter state, merge into the smaller model and save it.
 
     Restarting an interrupted run with the same settings resumes it from its last complete checkpoint.
+    `progress=False` drops the Trainer's live progress bar (in a notebook: a growing table of losses), for
+    runs whose log is shown afterwards; it changes nothing else.
     """
     args = training_arguments(cfg)  # the Trainer's own checks, and the process layout (DDP)
     is_main = args.process_index == 0
@@ -98,6 +102,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         callbacks=callbacks,
         mask_lr_multiplier=cfg.mask_lr_multiplier,
     )
+    if not progress:
+        for live in (DEFAULT_PROGRESS_CALLBACK, PrinterCallback):
+            trainer.remove_callback(live)
     if training_finished(plan.resume_from):
         # Killed while saving the results: the last checkpoint already holds the final weights. Trainer
         # would train one step past max_steps if asked to resume from it, so load it instead.
@@ -195,7 +202,7 @@ def _kept_record(model, merged) -> dict[str, Any]:
     return record
 
 
-def pat_train(config: str | os.PathLike | None = None, **settings: Any) -> TrainResult:
+def pat_train(config: str | os.PathLike | None = None, progress: bool = True, **settings: Any) -> TrainResult:
     """Notebook entry point: `pat_train("tiny", max_steps=50, learning_rate=5e-5, output_dir="runs/x")`;
-    `pat={"hio_rank": 4}` updates the recipe's pat section."""
-    return train(load_train_config(config, settings=settings))
+    `pat={"hio_rank": 4}` updates the recipe's pat section; `progress=False` hides the live progress bar."""
+    return train(load_train_config(config, settings=settings), progress=progress)

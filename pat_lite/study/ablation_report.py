@@ -1,0 +1,185 @@
+"""The runs, tables and figures of notebook 05: the paper's Table 2 ablations (frozen mask, no identity loss;
+docs/method.md §6, §9) on the embedded tiny model, plus the pruning ratio and the HIO rank.
+
+Every run is an ordinary `pat_lite.training.run.train` of one recipe with one named setting changed, scored
+on the held-out toy facts with the fast log-likelihood scorer (`pat_lite.evaluation.mc`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pat_lite.core.attach import get_pat
+from pat_lite.evaluation.mc import multiple_choice_accuracy
+from pat_lite.study.plots import training_log_rows
+from pat_lite.training.config import load_train_config
+from pat_lite.training.run import train
+
+#: The ablations of Table 2 as training settings (an empty dict is the full method).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "frozen mask": {"pat.mask_mode": "frozen"},
+    "no identity loss": {"pat.identity_loss": "off"},
+    "full PAT": {},
+}
+#: The paper's Table 2 (Llama-2-7B, 14-task average, %; §9): ratio → variant → accuracy.
+PAPER_TABLE2: dict[float, dict[str, float]] = {
+    0.25: {"frozen mask": 54.97, "no identity loss": 58.62, "full PAT": 60.02},
+    0.3: {"frozen mask": 52.72, "no identity loss": 56.59, "full PAT": 57.81},
+}
+
+
+def ablation_plan(
+    ratios: Sequence[float], hio_ranks: Sequence[int], default_rank: int
+) -> dict[tuple[float, str, int], dict[str, Any]]:
+    """(ratio, variant, HIO rank) → extra settings: every variant at every ratio with the default rank, and
+    full PAT at every rank for the first ratio (a run already planned is not repeated)."""
+    plan = {(ratio, variant, default_rank): extra for ratio in ratios for variant, extra in VARIANTS.items()}
+    for rank in hio_ranks:
+        plan.setdefault((ratios[0], "full PAT", rank), {})
+    return plan
+
+
+def run_name(ratio: float, variant: str, rank: int) -> str:
+    return f"r{ratio}-{variant.replace(' ', '_')}-rank{rank}"
+
+
+@dataclass
+class AblationRun:
+    """One finished run: its row of the runs table, its training log and `TrainResult.summary`."""
+
+    record: dict[str, Any]
+    log: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def run_ablation(
+    key: tuple[float, str, int],
+    extra: dict[str, Any],
+    *,
+    base_model: str,
+    train_config: str,
+    max_steps: int,
+    output_dir: str | Path,
+    items: list[dict[str, Any]],
+) -> AblationRun:
+    """Train one planned run, merge it and score the merged model on `items`."""
+    ratio, variant, rank = key
+    name = run_name(ratio, variant, rank)
+    settings = {
+        "model": base_model, "method": "pat", "output_dir": str(Path(output_dir) / name),
+        "overwrite_output_dir": True, "max_steps": max_steps, "report_to": "none", "logging_steps": 5,
+        "save_steps": max(max_steps, 1), "pat.pruning_ratio": ratio, "pat.hio_rank": rank, **extra,
+    }  # fmt: skip
+    start = time.time()
+    cfg = load_train_config(train_config, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
+    result = train(cfg, progress=False)  # the notebook prints one line per run and plots the logs
+    accuracy = multiple_choice_accuracy(result.merged, result.tokenizer, items)["accuracy"]
+    log = pd.DataFrame(training_log_rows(result.log_history))
+    record = {
+        "ratio": ratio, "variant": variant, "rank": rank, "width": result.merged.config.hidden_size,
+        "active channels": result.summary["active_channels"], "target": result.summary["target_width"],
+        "final lm loss": log["lm_loss"].iloc[-1] if len(log) else math.nan,  # logged every 5 steps
+        "HIO parameters": sum(p.numel() for p in get_pat(result.model).hsms.parameters()),
+        "accuracy (%)": 100 * accuracy, "seconds": time.time() - start, "run": name,
+    }  # fmt: skip
+    return AblationRun(record, log, result.summary)
+
+
+def table2_side_by_side(runs: pd.DataFrame, rank: int) -> pd.DataFrame:
+    """Accuracy (%) per ratio and variant at HIO rank `rank`, ours beside the paper's Table 2, for the ratios
+    that were run (the paper reports 25 % and 30 %; other ratios have no paper number)."""
+    ours = runs[runs["rank"] == rank].pivot_table(index="ratio", columns="variant", values="accuracy (%)")
+    ours = ours[[v for v in VARIANTS if v in ours.columns]]
+    paper = pd.DataFrame(PAPER_TABLE2).T.reindex(index=ours.index, columns=ours.columns)  # the ratios we ran
+    return pd.concat({"ours (tiny model, toy facts)": ours, "paper (Llama-2-7B, 14 tasks)": paper}, axis=1)
+
+
+def _bars(ax, frame: pd.DataFrame) -> None:
+    """Grouped bars: one group per ratio (index), one bar per variant (column), value on each bar."""
+    width = 0.8 / len(frame.columns)
+    for k, variant in enumerate(frame.columns):
+        x = [i + (k - (len(frame.columns) - 1) / 2) * width for i in range(len(frame.index))]
+        ax.bar_label(ax.bar(x, frame[variant], width, label=variant), fmt="%.1f", fontsize=7, padding=1)
+    ax.set_xticks(range(len(frame.index)), [f"{r:.0%}" for r in frame.index])
+    ax.set_xlabel("pruning ratio")
+    ax.set_ylabel("accuracy (%)")
+
+
+def plot_table2(side: pd.DataFrame, dense_accuracy: float | None = None):
+    """Two panels, ours and the paper's, bars per ratio and variant; one legend above both."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.2))
+    axes = fig.subplots(1, 2)
+    for ax, (source, frame) in zip(axes, side.T.groupby(level=0, sort=False), strict=True):
+        _bars(ax, frame.droplevel(0).T)
+        ax.set_title(source)
+        ax.set_ylim(0, 110)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if dense_accuracy is not None:  # after the bars, so the legend lists the variants first
+        handles.append(axes[0].axhline(dense_accuracy, color="grey", ls="--", lw=1))
+        labels.append("dense base, untuned")
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    return fig
+
+
+def plot_ablation_curves(runs: pd.DataFrame, logs: dict[str, pd.DataFrame], ratio: float, rank: int):
+    """Active channels and instruction loss over the steps of each variant at one ratio and rank."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 3.6))
+    channels, loss = fig.subplots(1, 2)
+    chosen = runs[(runs["ratio"] == ratio) & (runs["rank"] == rank)]
+    for _, row in chosen.iterrows():
+        log = logs[row["run"]]
+        channels.plot(log["step"], log["active_channels"], marker=".", label=row["variant"])
+        loss.plot(log["step"], log["lm_loss"], marker=".", label=row["variant"])
+    if len(chosen):
+        channels.axhline(chosen["target"].iloc[0], color="grey", ls="--", lw=1, label="target")
+    channels.set_title(f"active channels (W_M > 0), ratio {ratio:.0%}")
+    loss.set_title("instruction loss (response tokens)")
+    values = [float(v) for name in chosen["run"] for v in logs[name]["lm_loss"]]
+    if values and max(values) > 10 * min(values):  # a log axis only where the loss spans decades
+        loss.set_yscale("log")
+    for ax in (channels, loss):
+        ax.set_xlabel("training step")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_ratio_and_rank(runs: pd.DataFrame, ratio: float, rank: int, dense_accuracy: float | None = None):
+    """Full PAT's accuracy against the pruning ratio (at `rank`) and against the HIO rank (at `ratio`);
+    ticks sit at the values that were run."""
+    from matplotlib.figure import Figure
+
+    full = runs[runs["variant"] == "full PAT"]
+    by_ratio = full[full["rank"] == rank].sort_values("ratio")
+    by_rank = full[full["ratio"] == ratio].sort_values("rank")
+    fig = Figure(figsize=(12, 3.6))
+    axes = fig.subplots(1, 2)
+    panels = ((by_ratio, "ratio", "pruning ratio", f"full PAT, HIO rank {rank}"),
+              (by_rank, "rank", "HIO rank r", f"full PAT, ratio {ratio:.0%}"))  # fmt: skip
+    for ax, (frame, column, xlabel, title) in zip(axes, panels, strict=True):
+        ax.plot(range(len(frame)), frame["accuracy (%)"], marker="o", label="accuracy")
+        labels = [f"{v:.0%}" if column == "ratio" else str(v) for v in frame[column]]
+        ax.set_xticks(range(len(frame)), labels)
+        ax.set_xlim(-0.5, len(frame) - 0.5)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 105)
+        ax.set_title(title)
+        if dense_accuracy is not None:
+            ax.axhline(dense_accuracy, color="grey", ls="--", lw=1, label="dense base, untuned")
+        ax.legend()
+    fig.tight_layout()
+    return fig
