@@ -185,6 +185,8 @@ def select_learning_rate(out: Path, suite: Suite, method: Method, seed: int) -> 
     if not method.uses_learning_rate:
         return None
     rows = [load_row(out, s) for s in sweep_rows(suite, method, seed, suite.learning_rates)]
+    if len(rows) == 1:
+        return rows[0]["learning_rate"]
     sign = 1.0 if suite.higher_is_better else -1.0
     best = max(rows, key=lambda r: (sign * r["validation"][suite.headline], -r["learning_rate"]))
     return best["learning_rate"]
