@@ -236,6 +236,17 @@ def _add_bench_train(sub: Any) -> None:
 
 
 # -------------------------------------------------------------------------------------------- reproduce
+def _reproduce_command(args: argparse.Namespace) -> str:
+    """The command a results file records: the grid options as given (not --out or --workers, which change
+    where and how fast, not what)."""
+    parts = ["pat-lite", "reproduce", "--suite", args.suite]
+    for option, values in (("--methods", args.methods), ("--seeds", args.seeds), ("--ratios", args.ratios),
+                           ("--steps", args.steps), ("--learning-rates", args.learning_rates)):  # fmt: skip
+        if values:
+            parts += [option, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)]
+    return " ".join(parts)
+
+
 def _add_reproduce(sub: Any) -> None:
     from pat_lite.study.suites import SUITES
 
@@ -257,7 +268,7 @@ def _add_reproduce(sub: Any) -> None:
     def handler(args: argparse.Namespace) -> int:
         from pat_lite.study.reproduce import run_suite
 
-        command = "pat-lite " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("pat-lite") else None
+        command = _reproduce_command(args)
         result = run_suite(
             args.suite, out=args.out, methods=args.methods, seeds=args.seeds, ratios=args.ratios,
             steps=args.steps, learning_rates=args.learning_rates, workers=args.workers, command=command,

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pat_lite.utils.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Method:
@@ -96,4 +98,4 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     if match := _HIO.match(name):
         return _pat(name, f"PAT with HIO rank {match.group(1)}", **{"pat.hio_rank": int(match.group(1))})
-    raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}, pat-hio-<rank>")
+    raise ConfigError(f"unknown method {name!r}; known: {', '.join(METHODS)}, pat-hio-<rank>")

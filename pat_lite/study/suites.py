@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from pat_lite.study.methods import get_method
+from pat_lite.utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -289,5 +290,5 @@ SUITES: dict[str, Suite] = {
 
 def get_suite(name: str) -> Suite:
     if name not in SUITES:
-        raise ValueError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}")
+        raise ConfigError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}")
     return SUITES[name]
