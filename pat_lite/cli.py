@@ -240,13 +240,57 @@ def _add_bench_train(sub: Any) -> None:
     p.set_defaults(handler=handler)
 
 
+# -------------------------------------------------------------------------------------------- reproduce
+def _reproduce_command(args: argparse.Namespace) -> str:
+    """The command a results file records: the grid options as given (not --out or --workers, which change
+    where and how fast, not what)."""
+    parts = ["pat-lite", "reproduce", "--suite", args.suite]
+    for option, values in (("--methods", args.methods), ("--seeds", args.seeds), ("--ratios", args.ratios),
+                           ("--steps", args.steps), ("--learning-rates", args.learning_rates)):  # fmt: skip
+        if values:
+            parts += [option, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)]
+    return " ".join(parts)
+
+
+def _add_reproduce(sub: Any) -> None:
+    from pat_lite.study.suites import SUITES
+
+    p = sub.add_parser(
+        "reproduce",
+        help="run a study: every method on the same data, steps and LoRA, several seeds; tables + figures",
+        description="Without --methods/--seeds/--ratios/--steps: the suite's whole committed grid. Rows "
+        "already in --out are kept, so re-running the same command after a crash resumes.",
+    )
+    p.add_argument("--suite", required=True, choices=sorted(SUITES))
+    p.add_argument("--methods", type=_str_list, help="comma-separated method names (default: the suite's)")
+    p.add_argument("--seeds", type=_int_list, help="e.g. 0,1,2")
+    p.add_argument("--ratios", type=lambda t: [float(x) for x in _str_list(t)], help="e.g. 0.2,0.25,0.3")
+    p.add_argument("--steps", type=_int_list, help="training steps per run, e.g. 300 or 300,1200")
+    p.add_argument("--learning-rates", type=lambda t: [float(x) for x in _str_list(t)], help="the sweep")
+    p.add_argument("--workers", type=int, help="rows run in parallel (fresh processes)")
+    p.add_argument("--out", default="results", help="output folder (default results/)")
+
+    def handler(args: argparse.Namespace) -> int:
+        from pat_lite.study.reproduce import run_suite
+
+        command = _reproduce_command(args)
+        result = run_suite(
+            args.suite, out=args.out, methods=args.methods, seeds=args.seeds, ratios=args.ratios,
+            steps=args.steps, learning_rates=args.learning_rates, workers=args.workers, command=command,
+        )  # fmt: skip
+        print(f"{len(result['rows'])} rows; wrote {args.out}/{args.suite}.json, .md and .png")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
 # -------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     debug_help = "show the full traceback of an error (a user error prints one line without it)"
     parser = argparse.ArgumentParser(prog="pat-lite", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_demo, _add_eval, _add_bench, _add_bench_train):
+    for add in (_add_train, _add_demo, _add_eval, _add_bench, _add_bench_train, _add_reproduce):
         add(sub)
     for command in sub.choices.values():  # also accepted after the command: pat-lite train --debug ...
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)

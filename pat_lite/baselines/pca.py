@@ -30,7 +30,7 @@ and neither the deeper layers (whose stream norms grow) nor the few tokens with 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from transformers import PreTrainedModel
@@ -62,19 +62,17 @@ def _calibration_batches(calibration: Calibration) -> list[tuple[torch.Tensor, t
     return batches
 
 
-def residual_second_moment(model: PreTrainedModel, calibration: Calibration) -> torch.Tensor:
-    """Σ u·uᵀ (float64, d × d) over every read site of the residual stream and every unpadded token of
-    the calibration batches, u = h/‖h‖ (pooling: module docstring)."""
+def visit_residual_reads(
+    model: PreTrainedModel, calibration: Calibration, visit: Callable[[torch.Tensor], None]
+) -> None:
+    """Run the calibration batches and call `visit(states)` at every read site of the residual stream (the
+    input of every RMSNorm: 2 per layer and the final one) with that site's unpadded tokens × d states."""
     decoder = model.model
-    width = int(model.config.hidden_size)
     device = next(model.parameters()).device
-    moment = torch.zeros(width, width, dtype=torch.float64, device=device)
     current: dict[str, torch.Tensor] = {}
 
     def record(module: torch.nn.Module, args: tuple) -> None:
-        states = args[0][current["attention"]].double()  # unpadded tokens × d
-        directions = states / states.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-        moment.add_(directions.T @ directions)
+        visit(args[0][current["attention"]])
 
     norms = [decoder.norm]
     for layer in decoder.layers:
@@ -91,6 +89,21 @@ def residual_second_moment(model: PreTrainedModel, calibration: Calibration) -> 
         for handle in handles:
             handle.remove()
         model.train(was_training)
+
+
+def residual_second_moment(model: PreTrainedModel, calibration: Calibration) -> torch.Tensor:
+    """Σ u·uᵀ (float64, d × d) over every read site of the residual stream and every unpadded token of
+    the calibration batches, u = h/‖h‖ (pooling: module docstring)."""
+    width = int(model.config.hidden_size)
+    device = next(model.parameters()).device
+    moment = torch.zeros(width, width, dtype=torch.float64, device=device)
+
+    def accumulate(states: torch.Tensor) -> None:
+        states = states.double()
+        directions = states / states.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+        moment.add_(directions.T @ directions)
+
+    visit_residual_reads(model, calibration, accumulate)
     return moment
 
 

@@ -1,0 +1,289 @@
+"""`pat-lite reproduce`: every method on the same data, steps and LoRA, several seeds, one command.
+
+    pat-lite reproduce --suite toy|smollm2 [--methods a,b] [--seeds 0,1,2] [--ratios 0.25]
+                       [--steps N[,M]] [--learning-rates x,y] [--workers K] --out DIR
+
+writes `DIR/<suite>.json` (`{"suite", "git_commit", "created", "commands", "rows": [{"method", "ratio",
+"seed", "steps", "learning_rate", "selected", "metrics", "validation", "seconds"}]}`), `DIR/<suite>.md`
+(mean ± std over seeds) and `DIR/<suite>.png`. Without --methods/--seeds/--ratios/--steps it runs the
+suite's whole committed grid. Rows already in DIR (same settings) are kept, so re-running the same command
+after a crash resumes where it stopped, and several commands can add to one table.
+
+The protocol (fixed before any result was looked at, the same for every method):
+- each method that tunes gets the same learning-rate sweep, on the first seed, at the suite's main ratio
+  and step count; the learning rate with the best *validation* headline metric is then used for the other
+  seeds, ratios and run lengths; the table reports *test* metrics, and every swept row is kept;
+- tune → prune methods reuse the LoRA run of the same seed and learning rate;
+- every row seeds itself and runs with a fixed number of CPU threads in a worker process (deterministic:
+  the same row gives the same numbers whichever worker runs it, alone or beside others).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pat_lite.study.methods import Method, get_method
+from pat_lite.study.suites import Suite, get_suite
+from pat_lite.utils.atomic import atomic_write_text
+
+ROWS_DIR = "rows"
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of a study: a method at one ratio, seed, run length and learning rate."""
+
+    suite: str
+    method: str
+    ratio: float
+    seed: int
+    steps: int
+    learning_rate: float | None
+
+    def label(self) -> str:
+        lr = "none" if self.learning_rate is None else f"{self.learning_rate:g}"
+        return f"{self.method}__r{self.ratio:g}__s{self.seed}__n{self.steps}__lr{lr}"
+
+
+def normalised(spec: RowSpec) -> RowSpec:
+    """Drop what a method does not depend on: `dense` ignores everything, full-width LoRA the ratio."""
+    method = get_method(spec.method)
+    if not method.uses_learning_rate:
+        return replace(
+            spec, seed=0, steps=0, learning_rate=None, ratio=0.0 if not method.pruned else spec.ratio
+        )
+    if not method.pruned:
+        return replace(spec, ratio=0.0)
+    return spec
+
+
+# -------------------------------------------------------------------------------------------- planning
+def sweep_rows(suite: Suite, method: Method, seed: int, learning_rates: Sequence[float]) -> list[RowSpec]:
+    """The learning-rate sweep of one method: first seed, the suite's main ratio and run length."""
+    rates: Sequence[float | None] = learning_rates if method.uses_learning_rate else [None]
+    return [
+        normalised(RowSpec(suite.name, method.name, suite.main_ratio, seed, suite.default_steps, lr))
+        for lr in rates
+    ]
+
+
+def _sweep_point(suite: Suite, grid: Sequence[tuple[str, float, int, int]]) -> Suite:
+    """The suite with its main ratio / run length moved to the requested ones when a command asks for
+    neither (e.g. a quick `--steps 20` run sweeps at 20 steps)."""
+    ratios, steps = {r for _, r, _, _ in grid}, {n for *_, n in grid}
+    return replace(
+        suite,
+        main_ratio=suite.main_ratio if suite.main_ratio in ratios else min(ratios),
+        default_steps=suite.default_steps if suite.default_steps in steps else min(steps),
+    )
+
+
+def _grid(suite: Suite, methods, seeds, ratios, steps) -> list[tuple[str, float, int, int]]:
+    """(method, ratio, seed, steps) of the requested rows; with no choice given, the committed grid."""
+    if all(choice is None for choice in (methods, seeds, ratios, steps)):
+        return [tuple(row) for row in suite.full_grid()]
+    methods = methods or list(suite.default_methods)
+    seeds = seeds if seeds is not None else list(suite.default_seeds)
+    ratios = ratios or [suite.main_ratio]
+    steps = steps or [suite.default_steps]
+    return [(m, r, s, n) for m in methods for r in ratios for s in seeds for n in steps]
+
+
+# ------------------------------------------------------------------------------------------- execution
+def _row_path(out: Path, spec: RowSpec) -> Path:
+    return out / "runs" / spec.suite / ROWS_DIR / f"{spec.label()}.json"
+
+
+def load_row(out: Path, spec: RowSpec) -> dict[str, Any] | None:
+    path = _row_path(out, spec)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_rows(out: Path, specs: Iterable[RowSpec], workers: int, progress: bool = True) -> None:
+    """Run every spec that has no row yet in `workers` worker processes (spawned, each runs many rows).
+
+    Cut bases are built first (here, once each); rows that share a training run (e.g. `pat` and the
+    explicitly named variant equal to the defaults) run one after the other in one worker, so a run is
+    trained once; tune → prune rows run after every tuning row."""
+    todo = list(dict.fromkeys(s for s in specs if load_row(out, s) is None))
+    if not todo:
+        return
+    suite = get_suite(todo[0].suite)
+    cuts = {(get_method(s.method).prune_before, s.ratio) for s in todo if get_method(s.method).prune_before}
+    for kind, ratio in sorted(cuts):
+        suite.pruned_base(out, kind, ratio)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc=f"reproduce {suite.name}", disable=not progress, unit="row")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
+        for derived in (False, True):
+            groups: dict[str, list[RowSpec]] = {}
+            for spec in todo:
+                if bool(get_method(spec.method).tuned_from) == derived:
+                    groups.setdefault(suite.train_key(out, spec) or spec.label(), []).append(spec)
+            futures = [pool.submit(_run_group, out, group) for group in groups.values()]
+            for future in as_completed(futures):
+                for label in future.result():
+                    bar.update(1)
+                    bar.set_postfix_str(label[:50])
+    bar.close()
+
+
+def _run_group(out: Path, group: list[RowSpec]) -> list[str]:
+    """Worker side: run the rows of one group in order, each logging to its own file next to its row."""
+    done = []
+    for spec in group:
+        log = _row_path(out, spec).with_suffix(".log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as handle, redirect_stdout(handle), redirect_stderr(handle):
+            try:
+                execute_row(out, spec)
+            except Exception as error:
+                raise RuntimeError(f"row {spec.label()} failed: {error!r}; its log: {log}") from error
+        done.append(spec.label())
+    return done
+
+
+def execute_row(out: Path, spec: RowSpec) -> dict[str, Any]:
+    """Produce, evaluate and record one row (in this process). Used by the worker."""
+    suite = get_suite(spec.suite)
+    suite.set_threads()
+    start = time.time()
+    model, tokenizer, details = suite.build(spec, out)
+    validation = suite.evaluate(model, tokenizer, "validation")
+    metrics = suite.evaluate(model, tokenizer, "test")
+    row = {
+        **{k: v for k, v in asdict(spec).items() if k != "suite"},
+        "hidden_size": int(model.config.hidden_size),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "metrics": metrics,
+        "validation": validation,
+        "seconds": round(time.time() - start, 1),
+        **details,
+    }
+    atomic_write_text(_row_path(out, spec), json.dumps(row, indent=1, sort_keys=True) + "\n")
+    return row
+
+
+# ------------------------------------------------------------------------------------------- the suite
+def select_learning_rate(out: Path, suite: Suite, method: Method, seed: int) -> float | None:
+    """The swept learning rate with the best validation headline (ties: the smaller rate)."""
+    if not method.uses_learning_rate:
+        return None
+    rows = [load_row(out, s) for s in sweep_rows(suite, method, seed, suite.learning_rates)]
+    if len(rows) == 1:
+        return rows[0]["learning_rate"]
+    sign = 1.0 if suite.higher_is_better else -1.0
+    best = max(rows, key=lambda r: (sign * r["validation"][suite.headline], -r["learning_rate"]))
+    return best["learning_rate"]
+
+
+def run_suite(
+    suite_name: str,
+    out: str | os.PathLike = "results",
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    ratios: Sequence[float] | None = None,
+    steps: Sequence[int] | None = None,
+    learning_rates: Sequence[float] | None = None,
+    workers: int | None = None,
+    command: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) a suite's rows and write `<out>/<suite>.json`, `.md` and `.png`; return the JSON."""
+    suite = get_suite(suite_name)
+    if learning_rates:
+        suite = replace(suite, learning_rates=tuple(learning_rates))
+    for name in methods or ():
+        get_method(name)  # unknown names fail before anything runs
+    out = Path(out)
+    grid = _grid(suite, methods, seeds, ratios, steps)
+    suite = _sweep_point(suite, grid)
+    workers = workers or suite.workers
+    first_seed = min(seed for _, _, seed, _ in grid)
+    names = {m for m, *_ in grid}
+    needed = [get_method(n) for n in sorted(names | {get_method(n).tuned_from for n in names} - {None})]
+    sweeps = [spec for m in needed for spec in sweep_rows(suite, m, first_seed, suite.learning_rates)]
+    run_rows(out, sweeps, workers, progress)
+    chosen = {m.name: select_learning_rate(out, suite, m, first_seed) for m in needed}
+    specs = [normalised(RowSpec(suite.name, m, r, s, n, chosen[m])) for m, r, s, n in grid]
+    derived_sources = [
+        normalised(replace(spec, method=get_method(spec.method).tuned_from))
+        for spec in specs
+        if get_method(spec.method).tuned_from
+    ]
+    run_rows(out, derived_sources + specs, workers, progress)
+    return write_suite(out, suite, command)
+
+
+def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
+    """Collect every finished row of the suite under `out` into `<suite>.json/.md/.png`."""
+    from pat_lite.study.report import plot_suite, suite_markdown
+
+    rows_dir = out / "runs" / suite.name / ROWS_DIR
+    rows = [json.loads(p.read_text()) for p in sorted(rows_dir.glob("*.json"))]
+    chosen: dict[str, float | None] = {}
+    for row in rows:
+        method = get_method(row["method"])
+        if method.uses_learning_rate and row["method"] not in chosen:
+            try:
+                chosen[row["method"]] = select_learning_rate(out, suite, method, 0)
+            except (TypeError, KeyError, AttributeError):
+                chosen[row["method"]] = None  # the sweep of seed 0 is not complete
+        row["selected"] = not method.uses_learning_rate or row["learning_rate"] == chosen.get(row["method"])
+    json_path = out / f"{suite.name}.json"
+    previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    commands = list(previous.get("commands", []))
+    if command and command not in commands:
+        commands.append(command)
+    result = {
+        "suite": suite.name,
+        "git_commit": _git_commit(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commands": commands,
+        "protocol": suite.protocol(),
+        "rows": sorted(
+            rows, key=lambda r: (r["method"], r["ratio"], r["steps"], r["seed"], r["learning_rate"] or 0)
+        ),
+    }
+    atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out / f"{suite.name}.md", suite_markdown(result, suite))
+    plot_suite(result, suite, out / f"{suite.name}.png")
+    return result
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def config_hash(values: dict[str, Any]) -> str:
+    """A short stable hash of a run's effective settings (its run folder's name)."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -1,0 +1,294 @@
+"""The two studies `pat-lite reproduce` runs: the toy world (retention and skills) and SmolLM2 on real text.
+
+A suite fixes, before any method runs: the base model, the training recipe and data, the step budget, the
+learning-rate sweep, the evaluation (validation for choosing a learning rate, test for the table) and the
+grid of rows that makes up the committed results. `Suite.build` turns one row into an evaluated model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pat_lite.study.methods import get_method
+from pat_lite.utils.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    base_model: str
+    recipe: str
+    data: str
+    default_steps: int
+    learning_rates: tuple[float, ...]
+    default_methods: tuple[str, ...]
+    default_seeds: tuple[int, ...]
+    main_ratio: float
+    headline: str
+    higher_is_better: bool
+    #: Extra rows of the committed grid: (methods, ratios, seeds, steps).
+    extra_grids: tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...], tuple[int, ...]], ...] = ()
+    threads: int = 1
+    workers: int = 2
+    calibration_samples: int = 64
+    calibration_length: int = 128
+    metric_units: dict[str, str] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------------------------------ the grid
+    def full_grid(self) -> list[tuple[str, float, int, int]]:
+        rows = [
+            (m, self.main_ratio, s, self.default_steps)
+            for m in self.default_methods
+            for s in self.default_seeds
+        ]
+        for methods, ratios, seeds, steps in self.extra_grids:
+            rows += [(m, r, s, n) for m in methods for r in ratios for s in seeds for n in steps]
+        return list(dict.fromkeys(rows))
+
+    def protocol(self) -> dict[str, Any]:
+        """What the JSON records about how rows were produced and chosen."""
+        return {
+            "base_model": self.base_model,
+            "recipe": self.recipe,
+            "data": self.data,
+            "default_steps": self.default_steps,
+            "learning_rates": list(self.learning_rates),
+            "selection": f"best validation {self.headline} on the first seed at ratio {self.main_ratio} and "
+            f"{self.default_steps} steps; that learning rate for every other row of the method",
+            "headline": self.headline,
+            "higher_is_better": self.higher_is_better,
+            "threads_per_row": self.threads,
+        }
+
+    def set_threads(self) -> None:
+        torch.set_num_threads(self.threads)
+
+    # ----------------------------------------------------------------------------------------- a model
+    def build(self, spec, out: Path) -> tuple[Any, Any, dict[str, Any]]:
+        """The evaluated model of one row (a plain transformers model), its tokenizer and what to record."""
+        from pat_lite.models.loading import load_model_and_tokenizer
+
+        method = get_method(spec.method)
+        if method.tuned_from:
+            from pat_lite.study.reproduce import RowSpec, load_row, normalised
+
+            source = normalised(replace(spec, method=method.tuned_from))
+            source_row = load_row(out, RowSpec(**asdict(source)))
+            model, tokenizer = load_model_and_tokenizer(str(Path(source_row["run_dir"]) / "merged"))
+            model = self.prune(model, tokenizer, method.prune_after, spec.ratio)
+            return model, tokenizer, {"run_dir": source_row["run_dir"], "width_cut_after_tuning": True}
+        if method.train is None:
+            model, tokenizer = load_model_and_tokenizer(self.base_model)
+            return model, tokenizer, {}
+        base = self.base_model
+        if method.prune_before:
+            base = str(self.pruned_base(out, method.prune_before, spec.ratio))
+        run_dir, cfg = self.run_config(out, spec, base)
+        from pat_lite.training.run import SUMMARY, train
+
+        if (run_dir / SUMMARY).is_file():
+            model, tokenizer = load_model_and_tokenizer(str(run_dir / "merged"))
+        else:
+            result = train(cfg)
+            model, tokenizer = result.merged, result.tokenizer
+        return model.eval(), tokenizer, {"run_dir": str(run_dir)}
+
+    def train_key(self, out: Path, spec) -> str | None:
+        """The training run folder a row uses (None for rows that do not tune)."""
+        method = get_method(spec.method)
+        if method.train is None or method.tuned_from:
+            return None
+        base = self.base_model
+        if method.prune_before:
+            base = str(self.pruned_base_dir(out, method.prune_before, spec.ratio))
+        return str(self.run_config(out, spec, base)[0])
+
+    def run_config(self, out: Path, spec, base: str):
+        """The training run of a row: its folder (named by a hash of its settings) and TrainConfig."""
+        from pat_lite.study.reproduce import config_hash
+        from pat_lite.training.config import load_train_config
+
+        method = get_method(spec.method)
+        overrides: dict[str, Any] = {
+            "model": base,
+            "data": self.data,
+            "seed": spec.seed,
+            "learning_rate": spec.learning_rate,
+            "max_steps": spec.steps,
+            "report_to": [],
+            "save_steps": max(50, spec.steps // 4),
+            **(method.train or {}),
+        }
+        if method.pat_ratio:
+            overrides["pat.pruning_ratio"] = spec.ratio
+        texts = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+        probe = load_train_config(self.recipe, [*texts, "output_dir=unset"])
+        settings = {k: v for k, v in asdict(probe).items() if k != "output_dir"}
+        settings["pat"] = probe.pat_config.to_dict()  # PAT's defaults spelled out: equal runs share a folder
+        run_dir = out / "runs" / self.name / "train" / f"run-{config_hash(settings)}"
+        return run_dir, load_train_config(self.recipe, [*texts, f"output_dir={json.dumps(str(run_dir))}"])
+
+    # ------------------------------------------------------------------------------------------- cuts
+    def prune(self, model, tokenizer, kind: str, ratio: float):
+        """A plain narrower model: the norm cut or the PCA slice of `model` at `ratio`."""
+        from pat_lite.baselines import norm_cut, pca_slice
+        from pat_lite.core.arch import width_for_ratio
+
+        width = width_for_ratio(model.config, ratio)
+        if kind == "norm":
+            return norm_cut(model, width)
+        if kind == "pca":
+            return pca_slice(model, width, self.calibration(tokenizer))
+        raise ValueError(f"unknown cut {kind!r}")
+
+    def pruned_base_dir(self, out: Path, kind: str, ratio: float) -> Path:
+        return out / "runs" / self.name / "pruned_base" / f"{kind}-r{ratio:g}"
+
+    def pruned_base(self, out: Path, kind: str, ratio: float) -> Path:
+        """The base model cut to `ratio` (shared by every row that tunes it), saved once, atomically."""
+        from pat_lite.models.loading import load_model_and_tokenizer
+        from pat_lite.utils.atomic import atomic_directory
+
+        folder = self.pruned_base_dir(out, kind, ratio)
+        if (folder / "config.json").is_file():
+            return folder
+        model, tokenizer = load_model_and_tokenizer(self.base_model)
+        pruned = self.prune(model, tokenizer, kind, ratio)
+
+        def write(tmp: Path) -> None:
+            pruned.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+
+        return atomic_directory(folder, write)
+
+    def calibration(self, tokenizer) -> list[dict[str, torch.Tensor]]:
+        """PCA calibration batches: the first tuning records, in the training template (deterministic)."""
+        from pat_lite.data.instructions import load_instruction_data
+        from pat_lite.data.prompts import format_prompt
+
+        records = load_instruction_data(self.data, fraction=1.0).select(range(self.calibration_samples))
+        texts = [format_prompt(r["instruction"]) + r["response"] for r in records]
+        batches = []
+        for start in range(0, len(texts), 8):
+            enc = tokenizer(
+                texts[start : start + 8], return_tensors="pt", padding=True, truncation=True,
+                max_length=self.calibration_length,
+            )  # fmt: skip
+            batches.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
+        return batches
+
+    # ------------------------------------------------------------------------------------------ scores
+    def evaluate(self, model, tokenizer, split: str) -> dict[str, float] | None:
+        """The row's metrics on `split` ("validation" or "test"); None for a validation split the suite
+        does not need (one learning rate, nothing to choose)."""
+        if self.name == "toy":
+            from pat_lite.evaluation.mc import toy_scores
+
+            scores = toy_scores(model, tokenizer, split=split)
+            return {k: float(scores[k]) for k in ("retention", "skill", "average")}
+        if split == "validation":
+            if len(self.learning_rates) > 1:
+                raise ValueError("the smollm2 suite has no validation split to choose a learning rate on")
+            return None
+        from pat_lite.evaluation.lmeval import evaluate
+
+        tasks = evaluate(model, tokenizer, tasks="realtext", scoring="loglik", batch_size=8)["tasks"]
+        return {
+            "perplexity": tasks["realtext_perplexity"]["metrics"]["word_perplexity"],
+            "cloze": 100 * tasks["realtext_cloze"]["acc"],
+        }
+
+
+_PAT_VARIANTS = ("pat", "pat-schedule-released", "pat-schedule-paper")
+SUITES: dict[str, Suite] = {
+    "toy": Suite(
+        name="toy",
+        description="the embedded toy world: retention of facts and in-context skills (docs/method.md §10)",
+        base_model="tiny",
+        recipe="tiny",
+        data="toy",
+        default_steps=300,
+        learning_rates=(1e-3, 2e-3, 4e-3),
+        default_methods=(
+            "dense",
+            "lora",
+            "prune-ft-norm",
+            "prune-ft-pca",
+            "prune-ft-norm-hsm",
+            "ft-prune-norm",
+            "ft-prune-pca",
+            *_PAT_VARIANTS,
+            "pat-frozen",
+            "pat-no-identity",
+            "pat-paper-identity",
+            "pat-mask-lr-auto",
+            "pat-mask-lr-10",
+            "pat-hio-4",
+            "pat-hio-16",
+        ),  # fmt: skip
+        default_seeds=(0, 1, 2),
+        main_ratio=0.25,
+        headline="average",
+        higher_is_better=True,
+        extra_grids=(
+            (
+                (
+                    "pat",
+                    "pat-schedule-paper",
+                    "prune-ft-norm",
+                    "prune-ft-pca",
+                    "prune-ft-norm-hsm",
+                    "ft-prune-norm",
+                ),
+                (0.2, 0.3),
+                (0,),
+                (300,),
+            ),
+            (("pat", "prune-ft-norm"), (0.25,), (0,), (1200, 4800)),
+        ),  # fmt: skip
+        threads=1,
+        workers=2,
+        metric_units={"retention": "%", "skill": "%", "average": "%"},
+    ),
+    "smollm2": Suite(
+        name="smollm2",
+        description="SmolLM2-135M (real weights) tuned on real English text, held-out text evaluation",
+        base_model="smollm2-135m",
+        recipe="smollm2",
+        data="realtext",
+        default_steps=100,
+        learning_rates=(3e-4,),
+        default_methods=(
+            "dense",
+            "lora",
+            "prune-ft-norm",
+            "prune-ft-norm-hsm",
+            "prune-ft-pca",
+            "ft-prune-norm",
+            # Both schedules by name: the row of the default would repeat one of them.
+            "pat-schedule-released",
+            "pat-schedule-paper",
+        ),  # fmt: skip
+        default_seeds=(0,),
+        main_ratio=0.25,
+        headline="perplexity",
+        higher_is_better=False,
+        # Two rows at a time with one thread each: on 2 shared cores one thread per process was measured
+        # much faster than two (a step of 4 x 128 tokens: ~7 s CPU with one thread).
+        threads=1,
+        workers=2,
+        metric_units={"perplexity": "", "cloze": "%"},
+    ),
+}
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise ConfigError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}")
+    return SUITES[name]

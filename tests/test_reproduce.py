@@ -1,0 +1,133 @@
+"""`pat-lite reproduce`: the studies behind results/ (docs/method.md §9-§10).
+
+A suite fixes its grid, learning-rate sweep and evaluation before any method runs; every row is one JSON
+file (so a crashed run resumes), and `<suite>.json` collects them with the commit and the command. The
+committed results must match that schema and re-run: the slow test re-runs the toy suite's `pat` row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pat_lite import cli
+from pat_lite.study.methods import get_method
+from pat_lite.study.reproduce import RowSpec, config_hash, mean_std, normalised, select_learning_rate
+from pat_lite.study.suites import SUITES, get_suite
+from pat_lite.utils.errors import PatLiteError
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results"
+#: The method names issue 9 and docs/method.md §9 use; results/ reports them under exactly these names.
+NAMED_METHODS = [
+    "dense", "lora", "prune-ft-norm", "prune-ft-pca", "prune-ft-norm-hsm", "ft-prune-norm", "ft-prune-pca",
+    "pat", "pat-frozen", "pat-no-identity", "pat-paper-identity", "pat-schedule-released",
+    "pat-schedule-paper", "pat-mask-lr-auto",
+]  # fmt: skip
+METRICS = {"toy": {"retention", "skill", "average"}, "smollm2": {"perplexity", "cloze"}}
+
+
+def test_every_named_method_exists_and_hio_ranks_are_parsed():
+    for name in NAMED_METHODS:
+        assert get_method(name).name == name
+    assert get_method("pat-hio-16").train == {"method": "pat", "pat.hio_rank": 16}
+
+
+def test_an_unknown_method_is_a_one_line_user_error_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(PatLiteError, match="unknown method 'pat-typo'"):
+        get_method("pat-typo")
+    status = cli.main(["reproduce", "--suite", "toy", "--methods", "pat-typo", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == cli.USER_ERROR_STATUS and len(err) == 1 and "pat-typo" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_toy_grid_has_every_method_at_25_percent_with_three_seeds_and_seed_0_elsewhere():
+    grid = get_suite("toy").full_grid()
+    main = {(m, s) for m, r, s, n in grid if r == 0.25 and n == 300}
+    assert {(m, s) for m in NAMED_METHODS for s in (0, 1, 2)} <= main
+    assert {r for _, r, _, _ in grid} == {0.2, 0.25, 0.3}
+    assert {n for _, _, _, n in grid} == {300, 1200, 4800}
+    assert all(s == 0 for _, r, s, n in grid if r != 0.25 or n != 300)
+
+
+def test_the_smollm2_grid_is_the_issue_list_at_25_percent_seed_0():
+    grid = get_suite("smollm2").full_grid()
+    assert {m for m, *_ in grid} == {
+        "dense", "lora", "prune-ft-norm", "prune-ft-norm-hsm", "prune-ft-pca", "ft-prune-norm",
+        "pat-schedule-released", "pat-schedule-paper",
+    }  # fmt: skip
+    assert {(r, s) for _, r, s, _ in grid} <= {(0.25, 0), (0.0, 0)} or all(s == 0 for _, _, s, _ in grid)
+
+
+def test_untuned_rows_have_no_learning_rate_and_unpruned_rows_no_ratio():
+    dense = normalised(RowSpec("toy", "dense", 0.25, 0, 300, 1e-3))
+    assert dense.learning_rate is None and dense.ratio == 0
+    lora = normalised(RowSpec("toy", "lora", 0.25, 1, 300, 1e-3))
+    assert lora.ratio == 0 and lora.learning_rate == 1e-3
+
+
+def test_equal_settings_share_a_run_folder_and_any_difference_does_not():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 1.5})
+    toy, out = get_suite("toy"), Path("/nonexistent")
+    spec = RowSpec("toy", "pat-hio-8", 0.25, 0, 300, 2e-3)
+    assert toy.train_key(out, spec) == toy.train_key(out, RowSpec("toy", "pat", 0.25, 0, 300, 2e-3))
+    assert toy.train_key(out, spec) != toy.train_key(out, RowSpec("toy", "pat-hio-4", 0.25, 0, 300, 2e-3))
+    assert toy.train_key(out, spec) != toy.train_key(out, RowSpec("toy", "pat", 0.25, 1, 300, 2e-3))
+
+
+def test_the_learning_rate_is_chosen_on_validation_and_ties_go_to_the_smaller_rate(tmp_path, monkeypatch):
+    from pat_lite.study import reproduce
+
+    suite = get_suite("toy")
+    scores = {1e-3: 80.0, 2e-3: 90.0, 4e-3: 90.0}
+    monkeypatch.setattr(
+        reproduce, "load_row", lambda out, s: {"learning_rate": s.learning_rate,
+                                               "validation": {"average": scores[s.learning_rate]}}
+    )  # fmt: skip
+    assert select_learning_rate(tmp_path, suite, get_method("lora"), 0) == 2e-3
+    assert select_learning_rate(tmp_path, suite, get_method("dense"), 0) is None
+
+
+def test_mean_and_sample_std():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert mean_std([5.0]) == (5.0, 0.0)
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_the_committed_results_follow_the_schema(suite):
+    result = json.loads((RESULTS / f"{suite}.json").read_text())
+    assert result["suite"] == suite and len(result["git_commit"]) == 40 and result["created"]
+    assert result["commands"] and all(c.startswith("pat-lite reproduce") for c in result["commands"])
+    grid = set(get_suite(suite).full_grid())
+    covered = set()
+    for row in result["rows"]:
+        assert set(row) >= {"method", "ratio", "seed", "steps", "metrics", "seconds", "learning_rate"}
+        assert set(row["metrics"]) == METRICS[suite]
+        assert all(isinstance(v, float) and math.isfinite(v) for v in row["metrics"].values())
+        if row["selected"]:
+            ratio = row["ratio"] if get_method(row["method"]).pruned else get_suite(suite).main_ratio
+            covered.add((row["method"], ratio, row["seed"], row["steps"]))
+    missing = {g for g in grid if g not in covered}
+    assert not missing, f"committed {suite} results lack rows: {sorted(missing)[:5]}"
+    markdown = (RESULTS / f"{suite}.md").read_text()
+    assert "pat-lite reproduce" in markdown and (RESULTS / f"{suite}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_the_committed_toy_pat_row_re_runs_within_one_point(tmp_path):
+    committed = json.loads((RESULTS / "toy.json").read_text())
+    wanted = {"method": "pat", "seed": 0, "ratio": 0.25, "steps": 300, "selected": True}
+    (row,) = [r for r in committed["rows"] if all(r[k] == v for k, v in wanted.items())]
+    command = ["reproduce", "--suite", "toy", "--methods", "pat", "--seeds", "0", "--out", str(tmp_path)]
+    status = cli.main(command)
+    assert status == 0
+    rerun = json.loads((tmp_path / "toy.json").read_text())
+    (new,) = [r for r in rerun["rows"] if r["selected"] and r["steps"] == 300]
+    assert new["learning_rate"] == row["learning_rate"]
+    for metric in ("retention", "skill", "average"):
+        assert new["metrics"][metric] == pytest.approx(row["metrics"][metric], abs=1.0), metric
