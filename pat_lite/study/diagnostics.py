@@ -107,6 +107,9 @@ def diagnose(run_dir: str | Path, base_model, calibration: Calibration, top_acti
     target = len(kept_record["kept_channels"])
     pat_config = kept_record.get("pat_config", {})
     steps, proxies = load_mask_history(run_dir / MASK_HISTORY)
+    if proxies.shape[0] == 0:  # a run shorter than its logging interval: only the final mask exists
+        proxies = load_file(str(run_dir / "adapter" / PAT_STATE))["mask.proxies"][None].float()
+        steps = torch.tensor([int(summary.get("steps") or 0)])
     final = proxies[-1]
     kept = set(kept_channels(final, target).tolist())
     norm_set = set(norm_channels(base_model, target).tolist())
@@ -173,3 +176,40 @@ def plot_diagnostics(diag: dict, title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def summary_row(diag: dict) -> dict[str, Any]:
+    """The few numbers of one run's diagnostics that a table can carry."""
+    locks = sorted(diag["lock_in"]["per_channel"])
+    gap = diag["gap"]
+    return {
+        "overlap_norm": diag["overlap_norm"],
+        "overlap_energy": diag["overlap_energy"],
+        "chance_overlap": diag["target"] / diag["width"],
+        "spearman_wm_vs_writer_norm": diag["spearman_wm_vs_writer_norm"],
+        "largest_activation_channels_cut": len(diag["largest_activation_channels_cut"]),
+        "median_lock_in_step": locks[len(locks) // 2],
+        "milestone": diag["milestone"],
+        "final_loss_soft": gap["soft"][-1] if gap["soft"] else None,
+        "final_loss_exact": gap["exact"][-1] if gap["exact"] else None,
+    }
+
+
+def diagnostics_markdown(diagnostics: dict[str, dict]) -> list[str]:
+    """Markdown lines: one row per diagnosed method (the first seed's run at the main ratio and steps)."""
+    lines = [
+        "| method | kept ∩ norm set | kept ∩ energy set | chance | ρ(W_M, writer norm) | top-8 activation "
+        "channels cut | median lock-in step (s0) | LM loss soft → exact mask, last log |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for method, diag in diagnostics.items():
+        s = summary_row(diag)
+        soft, exact = s["final_loss_soft"], s["final_loss_exact"]
+        gap = "–" if soft is None else f"{soft:.2f} → {exact:.2f}"
+        overlaps = [f"{s[k]:.0%}" for k in ("overlap_norm", "overlap_energy", "chance_overlap")]
+        lines.append(
+            f"| `{method}` | {' | '.join(overlaps)} | {s['spearman_wm_vs_writer_norm']:.2f} | "
+            f"{s['largest_activation_channels_cut']} | {s['median_lock_in_step']} ({s['milestone']}) "
+            f"| {gap} |"
+        )
+    return lines

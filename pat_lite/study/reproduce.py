@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pat_lite.study.diagnostics import diagnose, diagnostics_markdown
 from pat_lite.study.methods import Method, get_method
 from pat_lite.study.suites import Suite, get_suite
 from pat_lite.utils.atomic import atomic_write_text
@@ -261,8 +262,59 @@ def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
         ),
     }
     atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
-    atomic_write_text(out / f"{suite.name}.md", suite_markdown(result, suite))
+    diagnostics = diagnose_suite(out, suite, rows)
+    markdown = suite_markdown(result, suite)
+    if diagnostics:
+        markdown += "\n" + "\n".join(
+            [
+                "## Diagnostics: what PAT's mask chose, first seed, main ratio and run length",
+                "",
+                f"Per run in `{suite.name}-diagnostics.json` (lock-in per channel, the soft/exact loss per "
+                "logged step, update sizes); notebook 05 plots them. Overlaps are shares of the kept "
+                "channels; *chance* is the overlap a random set would have.",
+                "",
+                *diagnostics_markdown(diagnostics),
+                "",
+            ]
+        )
+    atomic_write_text(out / f"{suite.name}.md", markdown)
     plot_suite(result, suite, out / f"{suite.name}.png")
+    return result
+
+
+def diagnose_suite(out: Path, suite: Suite, rows: list[dict[str, Any]]) -> dict[str, dict]:
+    """Diagnostics (`pat_lite.study.diagnostics`) of every masked run — PAT's variants and the fixed-mask
+    HSM baseline — of the first seed at the main ratio and run length, written to
+    `<out>/<suite>-diagnostics.json`; runs diagnosed before (same run folder) are not redone."""
+    from pat_lite.training.trainer import MASK_HISTORY
+
+    path = out / f"{suite.name}-diagnostics.json"
+    cached = json.loads(path.read_text()) if path.is_file() else {}
+    first_seed = min((r["seed"] for r in rows), default=0)
+
+    def diagnosable(row: dict[str, Any]) -> bool:
+        main = (row["seed"], row["ratio"], row["steps"]) == (
+            first_seed,
+            suite.main_ratio,
+            suite.default_steps,
+        )
+        run = row.get("run_dir")
+        return bool(row.get("selected") and main and run and (Path(run) / MASK_HISTORY).is_file())
+
+    wanted = {r["method"]: Path(r["run_dir"]) for r in rows if diagnosable(r)}
+    if not wanted:
+        return {}
+    todo = {m: d for m, d in wanted.items() if cached.get(m, {}).get("run") != d.name}
+    if todo:
+        from pat_lite.models.loading import load_model_and_tokenizer
+
+        suite.set_threads()
+        base, tokenizer = load_model_and_tokenizer(suite.base_model)
+        calibration = suite.calibration(tokenizer)
+        for method, run_dir in todo.items():
+            cached[method] = {**diagnose(run_dir, base, calibration), "run": run_dir.name}
+    result = {m: cached[m] for m in wanted}
+    atomic_write_text(path, json.dumps(result) + "\n")
     return result
 
 
