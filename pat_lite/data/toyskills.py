@@ -20,8 +20,8 @@ does B live?", list successors, counting repeated words) stayed at chance in eve
 trained alone; position-based copying (reversing or copying a word list) is learned but a 25 % norm cut
 barely touches it, so it was dropped; procedures backed by a table the model must hold (the sums of
 one-digit numbers, the differences, the week, the year) are learned *and* cut by pruning — like the facts —
-while tuning on other stories exercises exactly the same table, so it can recover them. The numbers are in
-``data/toy/README.md``.
+while tuning on other stories exercises exactly the same table, so it could recover them (measured: a
+300-step prune→tune run does not yet — ``data/toy/README.md`` has the numbers).
 
 Every generator takes a private ``random.Random``, the pool of invented words its names come from, the
 answer position (the caller balances positions) and the world's value words; nothing here touches global
