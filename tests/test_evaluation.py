@@ -59,6 +59,16 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+#: The toy fixture families: two on the retention axis, one on the skill axis.
+TOY_FAMILIES = ("city", "pet", "successor")
+
+
+def _toy_test_items(family: str) -> list[dict]:
+    """The fixture items lm-eval evaluates (the ``test`` split; eval_city.jsonl also holds a validation
+    item whose gold is "Veldra", so counting it would change the accuracies below)."""
+    return [r for r in _rows(TOY_FIXTURES / f"eval_{family}.jsonl") if r["split"] == "test"]
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     """Word-level tokenizer over every fixture word + the prompt templates; adds <s> like Llama's."""
@@ -214,9 +224,9 @@ def test_markdown_for_paper14_shows_the_reported_averages(tmp_path):
 def test_toy_loglik_equals_the_plain_torch_scorer(model, tokenizer):
     mc = pytest.importorskip("pat_lite.evaluation.mc")
     res = evaluation.evaluate(model, tokenizer, tasks="toy", toy_dir=TOY_FIXTURES, log_samples=True)
-    assert res["task_set"] == "toy" and list(res["tasks"]) == ["toy_city", "toy_pet"]
-    for fam in ("city", "pet"):
-        items = _rows(TOY_FIXTURES / f"eval_{fam}.jsonl")
+    assert res["task_set"] == "toy" and list(res["tasks"]) == [f"toy_{f}" for f in TOY_FAMILIES]
+    for fam in TOY_FAMILIES:
+        items = _toy_test_items(fam)
         ref = mc.multiple_choice_accuracy(model, tokenizer, items)
         assert res["tasks"][f"toy_{fam}"]["acc"] == ref["accuracy"]
         assert res["tasks"][f"toy_{fam}"]["n"] == len(items)
@@ -224,22 +234,30 @@ def test_toy_loglik_equals_the_plain_torch_scorer(model, tokenizer):
         for sample in res["samples"][f"toy_{fam}"]:
             got = [r[0] for r in sample["filtered_resps"]]
             assert got == pytest.approx(lps[sample["doc_id"]], abs=1e-4)
-    assert res["average"] == pytest.approx(sum(t["acc"] for t in res["tasks"].values()) / 2)
+    assert res["average"] == pytest.approx(sum(t["acc"] for t in res["tasks"].values()) / 3)
+    fast = mc.toy_scores(model, tokenizer, items=[it for fam in TOY_FAMILIES for it in _toy_test_items(fam)])
+    assert 100 * res["axes"]["retention"] == pytest.approx(fast["retention"])
+    assert 100 * res["axes"]["skill"] == pytest.approx(fast["skill"])
 
 
 def test_toy_loglik_exact_with_controlled_logits(model, tokenizer):
-    # every city item offers "Veldra", every pet item "cat": a huge logit bias makes them the prediction.
-    # city gold: Veldra, Pamok, Veldra, Pamok, Pamok → 2/5; pet: only item 3 has gold "cat" → 1/5.
-    with biased(model, tokenizer, {"Veldra": 60.0, "cat": 60.0}):
+    # every city item offers "Veldra", every pet item "cat", every successor item "kira": a huge logit bias
+    # makes them the prediction. city gold (test split): Veldra, Pamok, Veldra, Pamok, Pamok → 2/5 (the
+    # validation item, gold Veldra, is not evaluated); pet: only item 3 has gold "cat" → 1/5; successor:
+    # only item 0 has gold "kira" → 1/4.
+    with biased(model, tokenizer, {"Veldra": 60.0, "cat": 60.0, "kira": 60.0}):
         res = evaluation.evaluate(model, tokenizer, tasks="toy", toy_dir=TOY_FIXTURES)
     assert res["tasks"]["toy_city"]["acc"] == pytest.approx(2 / 5)
     assert res["tasks"]["toy_pet"]["acc"] == pytest.approx(1 / 5)
-    assert res["average"] == pytest.approx(0.3)
+    assert res["tasks"]["toy_successor"]["acc"] == pytest.approx(1 / 4)
+    assert res["average"] == pytest.approx((0.4 + 0.2 + 0.25) / 3)
+    assert res["axes"] == pytest.approx({"retention": 3 / 10, "skill": 1 / 4})
     assert res["tasks"]["toy_city"]["acc_stderr"] == pytest.approx((0.4 * 0.6 / 4) ** 0.5)
 
 
 def test_toy_paper_protocol_exact_with_controlled_logits(model, tokenizer, tmp_path):
-    # the model always says "C": city golds A B C D C → 2/5, pet golds D A C C B → 2/5
+    # the model always says "C": city golds A B C D C → 2/5, pet golds D A C C B → 2/5,
+    # successor A C D B → 1/4
     with biased(model, tokenizer, {"C": 60.0}):
         res = evaluation.evaluate(
             model,
@@ -250,13 +268,17 @@ def test_toy_paper_protocol_exact_with_controlled_logits(model, tokenizer, tmp_p
             max_gen_toks=2,
             out_dir=tmp_path,
         )
-    assert {k: v["acc"] for k, v in res["tasks"].items()} == {"toy_city_paper": 0.4, "toy_pet_paper": 0.4}
+    assert {k: v["acc"] for k, v in res["tasks"].items()} == {
+        "toy_city_paper": 0.4, "toy_pet_paper": 0.4, "toy_successor_paper": 0.25
+    }  # fmt: skip
     assert res["tasks"]["toy_city_paper"]["metric"] == "acc,first_letter"
     saved = json.loads((tmp_path / "eval_toy_paper.json").read_text())
-    assert (
-        saved["average"] == pytest.approx(0.4)
-        and "| city | `toy_city_paper` | 5 | 40.00 |" in (tmp_path / "eval_toy_paper.md").read_text()
+    markdown = (tmp_path / "eval_toy_paper.md").read_text()
+    assert saved["average"] == pytest.approx(0.35) and saved["axes"] == pytest.approx(
+        {"retention": 0.4, "skill": 0.25}
     )
+    assert "| city | `toy_city_paper` | 5 | 40.00 |" in markdown
+    assert "| **skill** (axis, item-weighted) | | | **25.00** | |" in markdown
     # "E" is not a label of a 4-choice question: "E E ..." → invalid → 0, even though "C" is next best
     with biased(model, tokenizer, {"E": 80.0, "C": 60.0}):
         res = evaluation.evaluate(
@@ -270,8 +292,8 @@ def test_toy_paper_protocol_equals_a_plain_generate_reference(model, tokenizer):
         model, tokenizer, tasks="toy", scoring="paper", toy_dir=TOY_FIXTURES, batch_size=1, max_gen_toks=4,
         log_samples=True,
     )  # fmt: skip
-    for fam in ("city", "pet"):
-        items = _rows(TOY_FIXTURES / f"eval_{fam}.jsonl")
+    for fam in TOY_FAMILIES:
+        items = _toy_test_items(fam)
         letters = []
         for item in items:
             enc = tokenizer(paper_prompt(item["question"], item["choices"]), return_tensors="pt")
@@ -352,6 +374,12 @@ def test_committed_toy_yamls_match_data_toy(tmp_path):
         "run: python -m pat_lite.evaluation.paper_tasks"
     )
     assert all(a.read_text() == b.read_text() for a, b in zip(written, committed, strict=True))
+    # the stock lm-eval CLI can run one axis: --tasks toy_skill (or toy_retention, and *_paper)
+    tags = evaluation._task_manager(False).task_index
+    axes = paper_tasks.toy_axes(real)
+    for axis in ("retention", "skill"):
+        assert set(tags[f"toy_{axis}"].tags) == {f"toy_{f}" for f, a in axes.items() if a == axis}
+        assert set(tags[f"toy_{axis}_paper"].tags) == {f"toy_{f}_paper" for f, a in axes.items() if a == axis}
 
 
 @pytest.fixture(scope="module")
@@ -423,4 +451,4 @@ def test_pat_lite_eval_subcommand_writes_json_and_markdown(merged_checkpoint, tm
     for scoring in ("loglik", "paper"):
         saved = json.loads((tmp_path / f"eval_toy_{scoring}.json").read_text())
         assert saved["limit"] == 3 and all(t["n"] == 3 for t in saved["tasks"].values())
-    assert "| **average** (2 tasks) |" in capsys.readouterr().out
+    assert "| **average** (3 tasks) |" in capsys.readouterr().out

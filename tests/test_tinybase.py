@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pat_lite.data import toyworld
-from pat_lite.evaluation.mc import chance_accuracy, multiple_choice_accuracy
+from pat_lite.evaluation.mc import chance_accuracy, toy_scores
 from pat_lite.models import tinybase
 
 
@@ -46,14 +46,35 @@ def test_invalid_cut_width_is_refused(tmp_path):
 
 def test_report_gates(report):
     r = tinybase.TinyBaseRecipe()
-    assert report["gates_passed"] is True
-    assert report["chance"] == pytest.approx(0.25)
-    assert report["heldout_accuracy"] >= r.min_mean_accuracy
-    assert set(report["heldout_per_family"]) == set(toyworld.FAMILIES)
-    assert min(report["heldout_per_family"].values()) >= r.min_family_accuracy
-    assert report["cut_drop"] >= r.min_cut_drop
+    assert report["gates_passed"] is True and tinybase.check_gates(report, r) == []
+    assert report["chance"] == pytest.approx(25.0)
+    for split in toyworld.EVAL_SPLITS:
+        base, cut = report["base"][split], report["cut"][split]
+        assert base["retention"] >= r.min_retention and base["skill"] >= r.min_skill
+        assert set(base["per_family"]) == set(toyworld.FAMILIES)
+        assert min(base["per_family"].values()) >= r.min_family
+        assert base["retention"] - cut["retention"] >= r.min_cut_drop
+        assert base["skill"] - cut["skill"] >= r.min_cut_drop
+        assert base["average"] == pytest.approx((base["retention"] + base["skill"]) / 2)
     assert len(report["cut_channels"]) == 32
-    assert report["build_seconds"] > 0
+    assert report["build_seconds"] > 0 and report["build_cpu_seconds"] > 0
+
+
+def test_check_gates_names_every_failed_gate_with_its_numbers():
+    r = tinybase.TinyBaseRecipe()
+    good = {"retention": 99.0, "skill": 95.0, "average": 97.0, "per_family": {"city": 99.0, "count": 90.0}}
+    cut = {"retention": 70.0, "skill": 60.0, "average": 65.0, "per_family": {}}
+    report = {"base": {"validation": good, "test": good}, "cut": {"validation": cut, "test": cut}}
+    assert tinybase.check_gates(report, r) == []
+    weak = {**good, "skill": 80.0, "per_family": {"city": 99.0, "count": 70.0}}
+    mild_cut = {**cut, "retention": 90.0}
+    report = {"base": {"validation": good, "test": weak}, "cut": {"validation": mild_cut, "test": cut}}
+    failed = tinybase.check_gates(report, r)
+    assert failed == [
+        "validation: a 25% norm cut only drops retention by 9.0 points (99.0 -> 90.0 %) < 15.0",
+        "test: base skill 80.0 % < 85.0 %",
+        "test: base accuracy on count = 70.0 % < 75.0 %",
+    ]
 
 
 def test_reload_with_auto_classes(tiny_base_path, report):
@@ -71,13 +92,21 @@ def test_reload_with_auto_classes(tiny_base_path, report):
     assert (tok.bos_token, tok.eos_token, tok.pad_token, tok.unk_token) == ("<s>", "</s>", "<pad>", "<unk>")
     text = "### Instruction:\nWhere?\nA. x\nB. y\n\n### Response:\nB 42"
     assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
-    # the saved model knows the committed held-out items (a subset, to stay fast)
+    # the saved model scores the committed test items as the build measured them (a subset, to stay fast)
     items = [it for fam in toyworld.FAMILIES for it in toyworld.load_toy_eval(fam)[:25]]
-    acc = multiple_choice_accuracy(model, tok, items, batch_size=64)
-    assert acc["n"] == 100 and set(acc["per_family"]) == set(toyworld.FAMILIES)
-    assert acc["accuracy"] >= tinybase.TinyBaseRecipe().min_mean_accuracy
-    assert acc["accuracy"] > chance_accuracy(items) + 0.5
-    assert report["heldout_accuracy"] >= acc["accuracy"] - 0.1
+    scores = toy_scores(model, tok, items=items, batch_size=64)
+    assert scores["n"] == 25 * len(toyworld.FAMILIES) and set(scores["per_family"]) == set(toyworld.FAMILIES)
+    for axis in toyworld.AXES:
+        assert scores[axis] > 100 * chance_accuracy(items) + 50
+        assert abs(scores[axis] - report["base"]["test"][axis]) <= 10
+
+
+def test_the_committed_items_are_the_build_worlds_items(report):
+    world = toyworld.build_world(report["recipe"]["world_seed"], report["recipe"]["n_people"])
+    for split in toyworld.EVAL_SPLITS:
+        generated = [it for items in toyworld.eval_items(world, split).values() for it in items]
+        assert generated == toyworld.load_toy_eval(split=split)
+        assert report["base"][split]["n"] == len(generated)
 
 
 def test_load_tiny_base(tiny_base_path):
@@ -109,7 +138,13 @@ def test_crude_cut_zeroes_the_residual_channels(tiny_base_path):
 def test_half_written_cache_is_rebuilt(tmp_path, monkeypatch):
     """A folder without build_report.json (a crash) is not a finished build: it is replaced."""
     recipe = tinybase.TinyBaseRecipe(
-        n_people=24, epochs=1, min_family_accuracy=0, min_mean_accuracy=0, min_cut_drop=-1
+        n_people=24,
+        skill_docs_per_family=8,
+        epochs=1,
+        min_retention=0,
+        min_skill=0,
+        min_family=0,
+        min_cut_drop=-100,
     )
     target = tinybase.tiny_base_dir(tmp_path, recipe)
     target.mkdir(parents=True)
@@ -126,7 +161,7 @@ def test_half_written_cache_is_rebuilt(tmp_path, monkeypatch):
 
 
 def test_failed_gate_raises_and_keeps_nothing(tmp_path):
-    recipe = tinybase.TinyBaseRecipe(n_people=24, epochs=1, min_mean_accuracy=1.01)
-    with pytest.raises(tinybase.GateError, match="mean held-out accuracy"):
+    recipe = tinybase.TinyBaseRecipe(n_people=24, skill_docs_per_family=8, epochs=1, min_retention=101)
+    with pytest.raises(tinybase.GateError, match="base retention .* < 101"):
         tinybase.build_tiny_base(tmp_path, progress=False, recipe=recipe)
     assert not tinybase.tiny_base_dir(tmp_path, recipe).exists()

@@ -73,6 +73,7 @@ class TaskRef:
     name: str
     label: str
     spec: str | dict[str, Any]
+    axis: str | None = None  # toy tasks: "retention" or "skill" (docs/method.md §10)
 
 
 # --------------------------------------------------------------------------------------- task resolution
@@ -92,7 +93,7 @@ def _template(name: str) -> dict[str, Any]:
 
 def _toy_refs(scoring: str, toy_dir: str | os.PathLike | None) -> list[TaskRef]:
     root = Path(toy_dir) if toy_dir else paper_tasks.default_toy_dir()
-    families = paper_tasks.toy_families(root)
+    families = paper_tasks.toy_axes(root)
     if not families:
         raise DataError(
             f"no toy eval sets (eval_<family>.jsonl) in {root}; "
@@ -100,10 +101,10 @@ def _toy_refs(scoring: str, toy_dir: str | os.PathLike | None) -> list[TaskRef]:
         )
     template = _template("_toy_loglik_template_yaml" if scoring == "loglik" else "_toy_paper_template_yaml")
     refs = []
-    for fam in families:
+    for fam, axis in families.items():
         name = f"toy_{fam}" if scoring == "loglik" else f"toy_{fam}_paper"
         spec = {**template, "task": name, "dataset_kwargs": {"family": fam, "toy_dir": str(root.resolve())}}
-        refs.append(TaskRef(name, fam, spec))
+        refs.append(TaskRef(name, fam, spec, axis))
     return refs
 
 
@@ -394,6 +395,8 @@ def evaluate(
         "average": sum(accs) / len(accs) if accs else None,
         "n_tasks": len(per_task),
     }
+    if set_name == "toy":
+        results["axes"] = paper_tasks.toy_axis_accuracies(per_task, {r.name: r.axis for r in refs})
     if log_samples:
         results["samples"] = {
             name: [
@@ -434,6 +437,8 @@ def to_markdown(results: dict[str, Any]) -> str:
     avg = results.get("average")
     avg_text = "n/a" if avg is None else f"{100 * avg:.2f}"
     lines.append(f"| **average** ({len(accuracy_tasks)} tasks) | | | **{avg_text}** | |")
+    for axis, acc in results.get("axes", {}).items():
+        lines.append(f"| **{axis}** (axis, item-weighted) | | | **{100 * acc:.2f}** | |")
     if perplexity_tasks:
         lines += [
             "",

@@ -1,10 +1,10 @@
-"""A small, fast log-likelihood multiple-choice scorer (no lm-eval).
+"""A small, fast log-likelihood multiple-choice scorer (no lm-eval), and the toy world's two-axis score.
 
-Used by the tiny-base quality gates (``pat_lite.models.tinybase``) and the demo, and as a cross-check for the
-lm-eval path. Scoring follows lm-eval's ``multiple_choice`` convention: the score of a choice is the sum of
-the log-probabilities of the tokens of ``" " + choice`` given ``context`` (with BOS if the tokenizer adds
-one), and the prediction is the arg-max. Context and continuation are tokenized separately and their ids
-concatenated, so the boundary is exact.
+Used by the tiny-base quality gates (``pat_lite.models.tinybase``), the demo and the studies, and as a
+cross-check for the lm-eval path. Scoring follows lm-eval's ``multiple_choice`` convention: the score of a
+choice is the sum of the log-probabilities of the tokens of ``" " + choice`` given ``context`` (with BOS if
+the tokenizer adds one), and the prediction is the arg-max. Context and continuation are tokenized
+separately and their ids concatenated, so the boundary is exact.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["chance_accuracy", "choice_logprobs", "multiple_choice_accuracy"]
+__all__ = ["chance_accuracy", "choice_logprobs", "multiple_choice_accuracy", "toy_scores"]
 
 TARGET_DELIMITER = " "
 
@@ -97,3 +97,42 @@ def chance_accuracy(items: Sequence[dict]) -> float:
     if not items:
         return float("nan")
     return sum(1.0 / len(item["choices"]) for item in items) / len(items)
+
+
+def toy_scores(
+    model,
+    tokenizer,
+    split: str = "test",
+    items: Sequence[dict] | None = None,
+    batch_size: int = 32,
+) -> dict:
+    """The toy world's score on both axes, in percent (docs/method.md §10).
+
+    ``{"retention", "skill", "average", "per_family": {family: %}, "n", "n_per_axis": {axis: n}}`` where
+    an axis is the item-weighted accuracy over its families and ``average`` is the mean of the two axes
+    (each counts half, whatever its number of items). ``items`` default to the committed
+    ``data/toy`` items of ``split``; pass them to score a world generated in memory.
+    """
+    from pat_lite.data.toyworld import AXES, load_toy_eval
+
+    if items is None:
+        items = load_toy_eval(split=split)
+    by_axis = {axis: [it for it in items if it["axis"] == axis] for axis in AXES}
+    missing = [axis for axis, its in by_axis.items() if not its]
+    if missing:
+        raise ValueError(f"toy_scores needs items of both axes; none for {missing}")
+    lps = choice_logprobs(model, tokenizer, items, batch_size=batch_size)
+    hits: dict[str, list[int]] = defaultdict(list)
+    axis_hits: dict[str, list[int]] = defaultdict(list)
+    for item, lp in zip(items, lps, strict=True):
+        hit = int(max(range(len(lp)), key=lp.__getitem__) == item["answer"])
+        hits[item["family"]].append(hit)
+        axis_hits[item["axis"]].append(hit)
+    scores = {axis: 100.0 * sum(axis_hits[axis]) / len(axis_hits[axis]) for axis in AXES}
+    return {
+        **scores,
+        "average": sum(scores.values()) / len(scores),
+        "per_family": {fam: 100.0 * sum(v) / len(v) for fam, v in hits.items()},
+        "n": len(items),
+        "n_per_axis": {axis: len(axis_hits[axis]) for axis in AXES},
+    }
