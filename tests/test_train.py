@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from tiny_models import tiny_checkpoint, write_instruction_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from pat_lite.core.mask import gate_offset, gate_temperature, schedule_temperature
+from pat_lite.core.config import PATConfig
+from pat_lite.core.mask import gate_offset, schedule_temperature
 from pat_lite.core.slicing import norm_channels
 from pat_lite.training.config import load_train_config, training_arguments
 from pat_lite.training.mask_budget import released_budget
@@ -63,7 +64,7 @@ def test_schedule_follows_the_global_step_and_is_logged(assets, tmp_path):
     assert [entry["step"] for entry in logged] == [2, 4, 6, 8, 10]
     for entry in logged:
         step = entry["step"] - 1  # the step of the last forward before this log line
-        assert entry["tau"] == pytest.approx(gate_temperature(step, S0))
+        assert entry["tau"] == pytest.approx(schedule_temperature(step, S0, PATConfig().schedule))
         assert entry["beta"] == pytest.approx(gate_offset(step, S0))
         assert {"lm_loss", "sparsity_loss", "identity_loss", "active_channels"} <= set(entry)
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
@@ -98,7 +99,7 @@ def test_an_interrupted_run_resumes_with_the_same_command_and_ends_where_an_unin
     assert resumed.summary["steps"] == 10
     # The log after the resume continues the schedule at the right step ...
     taus = {e["step"]: e["tau"] for e in resumed.log_history if "tau" in e}
-    assert taus[6] == pytest.approx(gate_temperature(5, S0))
+    assert taus[6] == pytest.approx(schedule_temperature(5, S0, PATConfig().schedule))
     # ... and the run ends with the same PAT weights as the run that was never interrupted.
     for key, value in pat_state(tmp_path / "straight").items():
         torch.testing.assert_close(pat_state(tmp_path / "interrupted")[key], value, rtol=1e-5, atol=1e-6)
