@@ -35,7 +35,8 @@ def aggregate(rows: list[dict[str, Any]], ratio: float, steps: int) -> dict[str,
 def _table(result: dict[str, Any], suite, ratio: float, steps: int, methods: list[str]) -> list[str]:
     table = aggregate(result["rows"], ratio, steps)
     metrics = list(suite.metric_units)
-    head = "| method | seeds | " + " | ".join(f"{m} ({suite.metric_units[m] or 'value'})" for m in metrics)
+    labels = [f"{m} ({suite.metric_units[m]})" if suite.metric_units[m] else m for m in metrics]
+    head = "| method | seeds | " + " | ".join(labels)
     lines = [head + " |", "|---|---:|" + "---:|" * len(metrics)]
     for name in methods:
         if name not in table:
@@ -60,7 +61,8 @@ def suite_markdown(result: dict[str, Any], suite) -> str:
         *(result.get("commands") or [f"pat-lite reproduce --suite {suite.name} --out results"]),
         "```",
         "",
-        f"Commit `{result['git_commit'][:12]}`, written {result['created']}. Test-split metrics; mean ± std "
+        f"Commit `{result['git_commit'][:12]}`, written {result['created']}. Test-split metrics (smollm2: "
+        "the held-out text); mean ± std "
         "over seeds (sample std). Learning rate per method: " + result["protocol"]["selection"] + ".",
         "",
         f"## Main table: ratio {suite.main_ratio:.0%}, {suite.default_steps} steps",

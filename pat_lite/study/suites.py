@@ -59,8 +59,12 @@ class Suite:
             "data": self.data,
             "default_steps": self.default_steps,
             "learning_rates": list(self.learning_rates),
-            "selection": f"best validation {self.headline} on the first seed at ratio {self.main_ratio} and "
-            f"{self.default_steps} steps; that learning rate for every other row of the method",
+            "selection": (
+                f"best validation {self.headline} on the first seed at ratio {self.main_ratio} and "
+                f"{self.default_steps} steps; that learning rate for every other row of the method"
+                if len(self.learning_rates) > 1
+                else f"one learning rate for all methods ({self.learning_rates[0]:g}, the recipe's), no sweep"
+            ),
             "headline": self.headline,
             "higher_is_better": self.higher_is_better,
             "threads_per_row": self.threads,
