@@ -55,7 +55,7 @@ def test_the_toy_grid_has_the_compared_methods_with_three_seeds_and_the_rest_wit
     assert {(m, s) for m in three_seeds for s in (0, 1, 2)} <= main
     assert {(m, 0) for m in NAMED_METHODS} <= main
     assert {r for _, r, _, _ in grid} == {0.2, 0.25, 0.3}
-    assert {n for _, _, _, n in grid} == {300, 1200}
+    assert {n for _, _, _, n in grid} == {300, 600}
     assert all(s == 0 for _, r, s, n in grid if r != 0.25 or n != 300)
 
 
