@@ -52,7 +52,7 @@ sync: venv
 	$(PY) -m nbconvert --clear-output --inplace $(NOTEBOOKS)
 
 ## The committed study (results/): every method, same data, steps and LoRA; re-running keeps finished rows.
-## Measured on 2 shared cores: toy ~80 min, smollm2 ~85 min (one torch thread per row, two rows at a time).
+## Measured on 2 shared cores: toy ~35 min, smollm2 ~80 min (one torch thread per row, two rows at a time).
 reproduce: venv
 	$(PY) -m pat_lite.cli reproduce --suite toy --out results
 	$(PY) -m pat_lite.cli reproduce --suite smollm2 --out results

@@ -28,8 +28,10 @@
 #   template, a short greedy generation, scored by the first valid capital letter (OpenCompass style).
 #
 # `tasks="paper14"` runs the paper's 14 tasks (needs their hub datasets); offline, the notebook prints what
-# is missing and uses the embedded toy sets (held-out facts of the tiny model's invented world). Finally a
-# benchmark measures what the narrower width buys in speed.
+# is missing and uses the embedded toy sets (held-out facts and skills of the tiny model's invented world).
+# Then a benchmark measures what the narrower width buys in speed, and the committed study (`results/`)
+# shows dense, LoRA, PAT and the prune→tune baselines on the real model, SmolLM2-135M, evaluated on held-out
+# real English through the same lm-eval path (`pat-lite eval --tasks realtext`), beside the paper.
 
 # %% tags=["parameters"]
 base_model = "tiny"  # "tiny" (embedded) or a hub name / local folder
@@ -236,3 +238,35 @@ display(Image(filename=str(plot_benchmark(rows, OUT / "bench.png"))))
 # %%
 display(report.ideal_speedup_table().round(3))
 print("paper: 1.33x faster time to first token for the pruned Llama-2 models (A100, 128-token context)")
+
+# %% [markdown]
+# ## The committed study, beside the paper's Table 1
+#
+# Everything above is one run of each model. `results/` holds the study behind this project's claims
+# (`pat-lite reproduce`; docs/method.md §9-§10): every method on the same data, steps and LoRA, the same
+# learning-rate sweep, several seeds on the toy world. Re-run it with the command printed at the top of
+# `results/<suite>.md`. Here: SmolLM2-135M tuned on real English, evaluated on held-out text (perplexity:
+# lower is better; cloze: 4 choices, a guess scores 25 %).
+
+# %%
+from pat_lite.study.results_view import beside_paper, load_results, main_table
+
+committed = {suite: load_results(suite, "results") for suite in ("toy", "smollm2")}
+display(main_table(committed["smollm2"]))
+
+# %% [markdown]
+# The paper's Llama2-7B averages at 25 % beside our means (toy: the average of retention and skill, %,
+# mean over three seeds). The paper's numbers and ours are different models and tasks: compare the order
+# of the methods, not the values.
+
+# %%
+display(beside_paper(committed).round(1))
+
+# %% [markdown]
+# **Reading.** On SmolLM2 the paper's claim does not hold in a 100-step CPU run: PAT beats pruning by
+# writer norm before or after tuning, but the SliceGPT-style PCA slice followed by the same LoRA keeps the
+# model far better (perplexity 243 against PAT's 39,659; cloze 82 % against 44 %). Notebook 05 shows why
+# (the mask decides before the task loss can inform it). On the toy world (three seeds) PAT is level with
+# the norm prune→tune (67.6 ± 0.5 % against 68.4 ± 1.0 %) and both PCA methods lead (86-88 %). The paper's
+# Llama2-7B column orders the same methods the other way round: our runs are 300 and 100 steps long
+# where the paper's are ~30,000, and that is the first difference to suspect.
