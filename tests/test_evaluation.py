@@ -428,7 +428,10 @@ def test_stock_lm_eval_cli_scores_the_merged_checkpoint_like_the_python_path(
     (results_file,) = glob.glob(str(tmp_path / "out" / "**" / "results_*.json"), recursive=True)
     cli = json.loads(Path(results_file).read_text())["results"]
     for scoring, py in py_mem.items():
-        for name, task in py["tasks"].items():
+        # the stock CLI runs the families that have a task YAML (the fixture's skill family has none)
+        compared = {name: task for name, task in py["tasks"].items() if name.split("_")[1] in ("city", "pet")}
+        assert len(compared) == 2, sorted(py["tasks"])
+        for name, task in compared.items():
             assert cli[name][task["metric"]] == pytest.approx(task["acc"]), name
             (samples_file,) = glob.glob(str(Path(results_file).parent / f"samples_{name}_[0-9]*.jsonl"))
             cli_samples = sorted(_rows(Path(samples_file)), key=lambda s: s["doc_id"])

@@ -284,4 +284,5 @@ def test_a_run_folder_is_evaluated_through_its_merged_model(finished_run, tmp_pa
     results = evaluate(str(finished_run), tasks="toy", toy_dir=TOY_FIXTURES, limit=2, batch_size=2)
     assert results["model"] == str(finished_run / "merged")
     assert "the merged model of the run folder" in capsys.readouterr().out
-    assert results["n_tasks"] == 2 and all(t["n"] == 2 for t in results["tasks"].values())
+    families = list(TOY_FIXTURES.glob("eval_*.jsonl"))
+    assert results["n_tasks"] == len(families) and all(t["n"] == 2 for t in results["tasks"].values())
