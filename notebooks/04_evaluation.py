@@ -243,8 +243,8 @@ print("paper: 1.33x faster time to first token for the pruned Llama-2 models (A1
 # ## The committed study, beside the paper's Table 1
 #
 # Everything above is one run of each model. `results/` holds the study behind this project's claims
-# (`pat-lite reproduce`; docs/method.md §9-§10): every method on the same data, steps and LoRA, the same
-# learning-rate sweep, several seeds on the toy world. Re-run it with the command printed at the top of
+# (`pat-lite reproduce`; docs/method.md §9-§10): every method on the same data, steps, LoRA and learning
+# rate, three seeds on the toy world. Re-run it with the command printed at the top of
 # `results/<suite>.md`. Here: SmolLM2-135M tuned on real English, evaluated on held-out text (perplexity:
 # lower is better; cloze: 4 choices, a guess scores 25 %).
 

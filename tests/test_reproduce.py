@@ -139,3 +139,28 @@ def test_the_committed_toy_pat_row_re_runs_within_one_point(tmp_path):
     assert new["learning_rate"] == row["learning_rate"]
     for metric in ("retention", "skill", "average"):
         assert new["metrics"][metric] == pytest.approx(row["metrics"][metric], abs=1.0), metric
+
+
+def test_the_committed_tables_sit_beside_the_paper_with_our_means():
+    from pat_lite.study.results_view import beside_paper, load_results, main_table
+
+    committed = {suite: load_results(suite, RESULTS) for suite in sorted(SUITES)}
+    table1 = beside_paper(committed)
+    assert (
+        table1.loc["pat", "paper, Llama2-7B (%)"] == 60.02
+        and table1.loc["lora", "paper, Llama2-7B (%)"] == 58.76
+    )
+    main_point = {"method": "pat", "selected": True, "ratio": 0.25, "steps": 300}
+    rows = committed["toy"]["rows"]
+    toy_pat = [r["metrics"]["average"] for r in rows if all(r[k] == v for k, v in main_point.items())]
+    assert len(toy_pat) == 3 and table1.loc["pat", "toy: average (%)"] == pytest.approx(sum(toy_pat) / 3)
+    # smollm2 has no separate `pat` row: PAT is its default schedule's named row
+    assert table1.loc["pat", "smollm2: perplexity"] == pytest.approx(
+        next(
+            r["metrics"]["perplexity"]
+            for r in committed["smollm2"]["rows"]
+            if r["method"] == "pat-schedule-paper"
+        )
+    )
+    assert list(beside_paper(committed, table="2").index) == ["pat-frozen", "pat-no-identity", "pat"]
+    assert main_table(committed["toy"]).loc["lora", "seeds"] == 3

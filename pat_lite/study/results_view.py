@@ -89,4 +89,7 @@ def beside_paper(results: dict[str, dict[str, Any]], table: str = "1", ratio: fl
                 column = f"{suite}: {metric}" + (f" ({unit})" if unit else "")
                 row[column] = _mean(result, method, metric, ratio)
         rows[method] = row
-    return pd.DataFrame(rows).T.rename_axis("our method")
+    frame = pd.DataFrame(rows).T.rename_axis("our method")
+    numeric = [c for c in frame.columns if c != "paper's row"]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric)  # None → NaN, so that .round() applies
+    return frame
