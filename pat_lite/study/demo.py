@@ -75,15 +75,8 @@ def run_demo(output_dir: str = "artifacts/demo", config: str = "tiny", max_steps
 
     results = {}
     for method in ("lora", "pat"):
-        overrides = [
-            f"method={method}",
-            f"output_dir={Path(output_dir) / method}",
-            "overwrite_output_dir=true",
-        ]
-        if max_steps:
-            overrides.append(f"max_steps={max_steps}")
         print(f"[demo] {method.upper()}-tuning ...")
-        results[method] = result = train(load_train_config(config, overrides))
+        results[method] = result = _tune(method, config, output_dir, max_steps)
         merged = result.merged
         rows.append(
             (
@@ -107,6 +100,14 @@ def run_demo(output_dir: str = "artifacts/demo", config: str = "tiny", max_steps
     }
     print(format_table(summary))
     return summary
+
+
+def _tune(method: str, config: str, output_dir: str, max_steps: int | None):
+    """One tuning run of the demo (`lora` or `pat`) with the recipe `config`, in `<output_dir>/<method>`."""
+    overrides = [f"method={method}", f"output_dir={Path(output_dir) / method}", "overwrite_output_dir=true"]
+    if max_steps:
+        overrides.append(f"max_steps={max_steps}")
+    return train(load_train_config(config, overrides))
 
 
 def _count(model) -> int:
@@ -190,16 +191,9 @@ def run_real_demo(
 
     results = {}
     for method in ("lora", "pat"):
-        overrides = [
-            f"method={method}",
-            f"output_dir={Path(output_dir) / method}",
-            "overwrite_output_dir=true",
-        ]
-        if max_steps:
-            overrides.append(f"max_steps={max_steps}")
         print(f"[demo] {method.upper()}-tuning {SMOLLM2_NAME} ...")
         t0 = time.time()
-        results[method] = result = train(load_train_config(config, overrides))
+        results[method] = result = _tune(method, config, output_dir, max_steps)
         timings[f"{method}_train"] = round(time.time() - t0, 1)
         merged = result.merged
         label = f"{method.upper()}-tuned, merged" + (" (pruned)" if method == "pat" else "")
