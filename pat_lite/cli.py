@@ -240,6 +240,33 @@ def _add_bench_train(sub: Any) -> None:
     p.set_defaults(handler=handler)
 
 
+# -------------------------------------------------------------------------------------- build-tiny-base
+def _add_build_tiny_base(sub: Any) -> None:
+    p = sub.add_parser(
+        "build-tiny-base",
+        help="pre-train a tiny base on the toy world and check its gates (pat_lite ships one already)",
+        description="Build the embedded tiny base from scratch (tokenizer, pre-training, quality gates) "
+        "into --out. pat_lite ships the one it uses (data/tiny_base); this is for learning how it was "
+        "made and for rebuilding it. Example: pat-lite build-tiny-base --out /tmp/tb epochs=6",
+    )
+    p.add_argument("--out", required=True, help="output folder (must be new or empty, unless --force)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default 1: fastest here)")
+    p.add_argument("recipe", nargs="*", help="KEY=VALUE fields of TinyBaseRecipe, e.g. epochs=6")
+
+    def handler(args: argparse.Namespace) -> dict:
+        from pat_lite.models.tinybase import read_build_report
+        from pat_lite.training.tinybase_build import build_tiny_base, recipe_from_overrides
+
+        out = build_tiny_base(
+            args.out, recipe_from_overrides(args.recipe), force=args.force, num_threads=args.threads
+        )
+        report = read_build_report(out)
+        return {"out": str(out), "gates_passed": report["gates_passed"], "test": report["base"]["test"]}
+
+    p.set_defaults(handler=handler)
+
+
 # -------------------------------------------------------------------------------------------- reproduce
 def _reproduce_command(args: argparse.Namespace) -> str:
     """The command a results file records: the grid options as given (not --out or --workers, which change
@@ -290,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pat-lite", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_demo, _add_eval, _add_bench, _add_bench_train, _add_reproduce):
+    for add in (
+        _add_train, _add_demo, _add_eval, _add_bench, _add_bench_train, _add_build_tiny_base, _add_reproduce
+    ):
         add(sub)
     for command in sub.choices.values():  # also accepted after the command: pat-lite train --debug ...
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)

@@ -28,7 +28,7 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_base_path():
-    """The embedded tiny base (built once, a few minutes, then cached)."""
-    from pat_lite.models.tinybase import build_tiny_base
+    """The embedded tiny base, shipped with pat_lite (data/tiny_base), checked complete."""
+    from pat_lite.models.tinybase import check_tiny_base
 
-    return build_tiny_base(progress=False)
+    return check_tiny_base()

@@ -16,9 +16,12 @@ from pat_lite import PATConfig, attach_pat
 from pat_lite.baselines import norm_cut, pca_rotation, pca_slice, rotate_residual
 from pat_lite.baselines.pca import residual_second_moment
 from pat_lite.core.slicing import norm_channels, slice_hidden, writer_norms, zero_hidden_channels
-from pat_lite.models.tinybase import crude_hidden_cut
+from pat_lite.evaluation.gates import norm_cut_complement
 
+#: As tests/test_merge.py: measured at most 2.2e-6 (AVX-512) / 1.5e-6 (generic kernels); bound 45x that.
 TOLERANCE = 1e-4
+
+pytestmark = pytest.mark.committed_numbers
 ARCHS = sorted(TINY_CONFIGS)
 
 
@@ -64,9 +67,7 @@ def test_writer_norms_sum_the_squares_of_every_residual_writer():
 def test_the_tiny_base_gate_uses_the_shared_norm_criterion():
     model = model_of("llama-gqa")
     keep = set(norm_channels(model, 48).tolist())
-    cut = crude_hidden_cut(model, 0.25)
-    assert cut == [c for c in range(64) if c not in keep]
-    assert model.model.embed_tokens.weight[:, cut].abs().sum() == 0
+    assert norm_cut_complement(model, 0.25) == [c for c in range(64) if c not in keep]
 
 
 # ------------------------------------------------------------------------------------ slicing, norm cut
@@ -177,5 +178,9 @@ def test_calibration_ignores_padded_positions():
     plain = residual_second_moment(model, ids)
     batch = {"input_ids": padded, "attention_mask": attention, "labels": padded}  # extra keys are ignored
     masked = residual_second_moment(model, batch)
-    torch.testing.assert_close(masked, plain)
+    # The moment is summed in float64 but the model runs in fp32, and padded attention rounds differently
+    # from unpadded. Measured max |difference| over 20 such batches (entries up to 3.0): 2.0e-7 with
+    # AVX-512 kernels, 1.2e-7 AVX2, 1.1e-7 generic (ATEN_CPU_CAPABILITY); float64's default bound (1e-7)
+    # failed on another machine (1.18e-7). Bound: 10x the largest measured.
+    torch.testing.assert_close(masked, plain, rtol=0, atol=2e-6)
     assert plain.trace().item() == pytest.approx(2 * 10 * (2 * 2 + 1))  # tokens × read sites, unit vectors

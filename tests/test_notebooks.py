@@ -138,17 +138,9 @@ def test_smoke_parameters_exist_in_the_notebooks():
         assert str((overrides or {}).get("output_dir", "artifacts/")).startswith("artifacts/")
 
 
-@pytest.fixture(scope="module")
-def tiny_base():
-    """Build (or reuse) the embedded tiny base once, before any notebook needs it."""
-    from pat_lite.models.tinybase import build_tiny_base
-
-    return build_tiny_base(progress=False)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPECTED)
-def test_notebook_runs_in_smoke_mode(name, tiny_base, monkeypatch):
+def test_notebook_runs_in_smoke_mode(name, monkeypatch):
     import papermill  # a dev dependency: missing, the test fails rather than skips
 
     # The kernel inherits this: as in conftest, one torch thread for tiny models on a shared 2-core machine

@@ -33,10 +33,13 @@ def test_shipped_files_are_found_through_the_package():
     assert (data_dir() / "realtext" / "tune.jsonl").is_file()
     assert (data_dir() / "lm_eval_tasks" / "realtext_cloze.yaml").is_file()
     assert (data_dir() / "lm_eval_tasks" / "_toy_loglik_template_yaml").is_file()
+    assert (data_dir() / "tiny_base" / "model.safetensors").is_file()
 
 
 @pytest.mark.slow
-def test_a_wheel_installed_into_a_fresh_environment_trains_from_another_directory(tmp_path, tiny_base_path):
+def test_a_wheel_installed_into_a_fresh_environment_trains_from_another_directory(tmp_path):
+    """The wheel carries the tiny base: `--config tiny` trains with an empty project cache, which stays
+    empty (nothing is built on first use)."""
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
@@ -61,7 +64,9 @@ def test_a_wheel_installed_into_a_fresh_environment_trains_from_another_director
     )  # fmt: skip
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    cache = tmp_path / "empty-cache"
+    cache.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PAT_LITE_CACHE": str(cache)}
     where = subprocess.run(
         [python, "-c", "import pat_lite.resources as r, json; "
          "print(json.dumps([r.__file__, str(r.configs_dir()), str(r.data_dir())]))"],
@@ -78,3 +83,4 @@ def test_a_wheel_installed_into_a_fresh_environment_trains_from_another_director
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     summary = json.loads((elsewhere / "run" / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["merged_hidden_size"] == 96
+    assert list(cache.iterdir()) == []

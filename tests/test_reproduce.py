@@ -127,6 +127,7 @@ def test_the_committed_results_follow_the_schema(suite):
 
 
 @pytest.mark.slow
+@pytest.mark.committed_numbers
 def test_the_committed_toy_pat_row_re_runs_within_one_point(tmp_path):
     committed = json.loads((RESULTS / "toy.json").read_text())
     wanted = {"method": "pat", "seed": 0, "ratio": 0.25, "steps": 300, "selected": True}

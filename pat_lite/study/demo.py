@@ -2,7 +2,7 @@
 
 `make demo` (`run_demo`), the embedded tiny model, ~2 minutes on 2 CPU cores:
 
-1. build (or reuse) the tiny base and its toy world;
+1. load the shipped tiny base (pre-trained on the toy world, `data/tiny_base`);
 2. LoRA-tune it (the paper's baseline) and PAT-tune it at 25 % with the same data and steps;
 3. merge PAT into a smaller dense model, check it reproduces the tuned model's logits;
 4. print kept width, parameter counts and the toy world's two axes (docs/method.md §10) for the base, its
@@ -26,11 +26,12 @@ from typing import Any
 
 import torch
 
+from pat_lite.baselines import norm_cut
+from pat_lite.core.arch import width_for_ratio
 from pat_lite.evaluation.lmeval import evaluate
 from pat_lite.evaluation.mc import toy_scores
 from pat_lite.models.loading import load_model_and_tokenizer, resolve_model
 from pat_lite.models.smollm2 import SMOLLM2_NAME
-from pat_lite.models.tinybase import crude_hidden_cut
 from pat_lite.training.config import load_train_config
 from pat_lite.training.run import train
 from pat_lite.utils.atomic import atomic_write_text
@@ -51,27 +52,19 @@ def _merge_check(result) -> float:
 
 def run_demo(output_dir: str = "artifacts/demo", config: str = "tiny", max_steps: int | None = None) -> dict:
     """Run the whole pipeline; return (and print) the comparison table."""
-    from pat_lite.models.tinybase import build_tiny_base, load_tiny_base, read_build_report
+    from pat_lite.models.tinybase import load_tiny_base, tiny_base_dir
 
     start = time.time()
     # A 1.2 M-parameter model: one thread beats two on 2 cores (no contention between the threads).
     torch.set_num_threads(1)
-    base_dir = build_tiny_base()
-    report = read_build_report(base_dir)
-    print(f"[demo] tiny base at {base_dir} (built in {report.get('build_seconds', '?')} s)")
     base_model, tokenizer = load_tiny_base()
+    print(f"[demo] tiny base: {tiny_base_dir()} (shipped with pat_lite)")
+    # What a naive cut keeps: the channels of largest writer norm, sliced out, no tuning.
+    cut = norm_cut(base_model, width_for_ratio(base_model.config, 0.25))
     rows = [
-        (
-            "base (dense)",
-            base_model.config.hidden_size,
-            _count(base_model),
-            toy_scores(base_model.eval(), tokenizer, split=SPLIT),
-        )
+        (name, model.config.hidden_size, _count(model), toy_scores(model.eval(), tokenizer, split=SPLIT))
+        for name, model in (("base (dense)", base_model), ("base, 25 % cut by norm, untuned", cut))
     ]
-    # Context from the build report: what a naive cut (smallest writer-norm channels, no tuning) keeps.
-    rows.append(
-        ("base, 25 % cut by norm, untuned", f"{base_model.config.hidden_size}*", None, report["cut"][SPLIT])
-    )
 
     results = {}
     for method in ("lora", "pat"):
@@ -124,7 +117,7 @@ def format_table(summary: dict) -> str:
             f"| {row['skill']:.1f} | {row['average']:.1f} |"
         )
     lines += [
-        "(* channels zeroed, not removed.) Toy test split, 4-choice log-likelihood, chance 25 %: retention ="
+        "Toy test split, 4-choice log-likelihood, chance 25 %: retention ="
         " facts of people tuning never mentions, skill = in-context abilities on words never seen before.",
         "",
         f"PAT mask: {summary['pat_active_channels']} active channels, target {summary['pat_target_width']}",
@@ -181,12 +174,19 @@ def run_real_demo(
     model.eval()
     width, params = model.config.hidden_size, _count(model)
     rows = [_realtext_row("SmolLM2-135M, dense", model, tokenizer, width, params, limit)]
-    crude_hidden_cut(model, 0.25)  # in place: this copy is not needed any more
-    cut_width = f"{width - round(0.25 * width)}*"
-    rows.append(
-        _realtext_row("dense, 25 % cut by writer norm, untuned", model, tokenizer, cut_width, None, limit)
-    )
+    cut = norm_cut(model, width_for_ratio(model.config, 0.25))
     del model
+    rows.append(
+        _realtext_row(
+            "dense, 25 % cut by writer norm, untuned",
+            cut,
+            tokenizer,
+            cut.config.hidden_size,
+            _count(cut),
+            limit,
+        )
+    )
+    del cut
     timings["dense_and_cut_eval"] = round(time.time() - start, 1)
 
     results = {}
@@ -233,7 +233,7 @@ def format_real_table(summary: dict) -> str:
         )
     first = summary["rows"][0]
     lines += [
-        "(* channels zeroed, not removed.) Held-out CPython documentation (data/realtext): rolling perplexity"
+        "Held-out CPython documentation (data/realtext): rolling perplexity"
         f" over {first['documents']} documents, cloze over {first['cloze_items']} items (chance 25 %).",
         "",
         f"{summary['steps']} tuning steps per method; PAT mask: {summary['pat_active_channels']} active "

@@ -3,9 +3,8 @@
 The toy world is only useful for PAT's claim — pruning *while* tuning beats pruning before or after tuning —
 if tuning can recover something after a cut. This measures it with the simplest baseline, prune→tune:
 
-1. the tiny base's 25 % norm cut (``pat_lite.models.tinybase.norm_cut_channels``), **sliced** into a
-   96-wide model with the core merge: attach PAT with the mask proxies at +1 on the kept and −1 on the cut
-   channels and every HSM at identity (L1 = 0, s = 1), then ``merge_pat`` (docs/method.md §8, exact);
+1. the shipped tiny base's 25 % norm cut, **sliced** into a 96-wide model by the norm-cut baseline
+   (``pat_lite.baselines.norm_cut``: exactly the base with those channels zeroed, docs/method.md §8);
 2. plain LoRA on the toy instruction data with the tiny recipe (``method: lora``, its steps) through
    ``pat_lite.training.run.train``;
 3. both axes of the base, of the untuned cut and of the tuned cut, on both evaluation splits.
@@ -18,42 +17,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pat_lite.core.attach import attach_pat, get_pat
-from pat_lite.core.config import PATConfig
-from pat_lite.core.merge import merge_pat
+from pat_lite.baselines import norm_cut
+from pat_lite.core.arch import width_for_ratio
 from pat_lite.data.toyworld import EVAL_SPLITS
 from pat_lite.evaluation.mc import toy_scores
-from pat_lite.models.tinybase import GateError, TinyBaseRecipe, build_tiny_base, norm_cut_channels
+from pat_lite.models.tinybase import TinyBaseRecipe, load_tiny_base
 from pat_lite.training.config import load_train_config
 from pat_lite.training.run import train
 from pat_lite.utils.atomic import atomic_directory, atomic_write_text
 
-__all__ = ["MIN_SKILL_RECOVERY", "check_recovery", "prune_then_tune", "slice_channels"]
+__all__ = ["MIN_SKILL_RECOVERY", "check_recovery", "prune_then_tune"]
 
 #: Points of skill (percent) prune→tune must gain over the untuned cut, on each evaluation split.
 MIN_SKILL_RECOVERY = 10.0
-
-
-def slice_channels(model, cut: list[int]):
-    """A plain model of the same class without the hidden channels ``cut``: the exact equivalent of
-    zeroing their writers (:func:`pat_lite.models.tinybase.crude_hidden_cut`), built by ``merge_pat`` with
-    a fixed 0/1 mask and identity HSMs. ``model`` is left unchanged."""
-    import copy
-
-    width = int(model.config.hidden_size)
-    work = copy.deepcopy(model)
-    attach_pat(work, PATConfig(target_width=width - len(cut), pruning_ratio=None))
-    with torch.no_grad():
-        proxies = get_pat(work).mask.proxies
-        proxies.fill_(1.0)
-        proxies[cut] = -1.0
-    return merge_pat(work.eval(), inplace=True)
 
 
 def _scores(model, tokenizer) -> dict[str, dict[str, Any]]:
@@ -72,15 +55,10 @@ def prune_then_tune(
     on top of ``config`` (e.g. ``max_steps=50`` for a quick look — the gate is defined at the recipe's
     steps).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     out = Path(out_dir)
     ratio = TinyBaseRecipe().cut_ratio if ratio is None else ratio
-    base_dir = build_tiny_base()
-    base = AutoModelForCausalLM.from_pretrained(base_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    cut = norm_cut_channels(base, ratio)
-    sliced = slice_channels(base, cut)
+    base, tokenizer = load_tiny_base()
+    sliced = norm_cut(base, width_for_ratio(base.config, ratio))
 
     def write_sliced(tmp: Path) -> None:
         sliced.save_pretrained(tmp)
@@ -100,7 +78,6 @@ def prune_then_tune(
     tune_cpu_seconds = time.process_time() - start
     report = {
         "ratio": ratio,
-        "cut_channels": cut,
         "hidden_size": {"base": int(base.config.hidden_size), "sliced": int(sliced.config.hidden_size)},
         "config": config,
         "overrides": settings,
@@ -158,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(report))
     failed = check_recovery(report)
     if failed:
-        raise GateError("toy recovery gate failed: " + "; ".join(failed))
+        print(f"recovery: error: toy recovery gate failed: {'; '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -39,6 +39,7 @@ from pat_lite.study.diagnostics import diagnose, diagnostics_markdown
 from pat_lite.study.methods import Method, get_method
 from pat_lite.study.suites import Suite, get_suite
 from pat_lite.utils.atomic import atomic_write_text
+from pat_lite.utils.environment import environment
 
 ROWS_DIR = "rows"
 
@@ -174,6 +175,7 @@ def execute_row(out: Path, spec: RowSpec) -> dict[str, Any]:
         "metrics": metrics,
         "validation": validation,
         "seconds": round(time.time() - start, 1),
+        "environment": environment(),
         **details,
     }
     atomic_write_text(_row_path(out, spec), json.dumps(row, indent=1, sort_keys=True) + "\n")
@@ -257,6 +259,8 @@ def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "commands": commands,
         "protocol": suite.protocol(),
+        # Every distinct environment the rows were made in (each row records its own).
+        "environments": _distinct([row.get("environment") for row in rows]),
         "rows": sorted(
             rows, key=lambda r: (r["method"], r["ratio"], r["steps"], r["seed"], r["learning_rate"] or 0)
         ),
@@ -312,10 +316,22 @@ def diagnose_suite(out: Path, suite: Suite, rows: list[dict[str, Any]]) -> dict[
         base, tokenizer = load_model_and_tokenizer(suite.base_model)
         calibration = suite.calibration(tokenizer)
         for method, run_dir in todo.items():
-            cached[method] = {**diagnose(run_dir, base, calibration), "run": run_dir.name}
+            cached[method] = {
+                **diagnose(run_dir, base, calibration),
+                "run": run_dir.name,
+                "environment": environment(),
+            }
     result = {m: cached[m] for m in wanted}
     atomic_write_text(path, json.dumps(result) + "\n")
     return result
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    """`values` without repeats, in order (unhashable dicts compared by their JSON)."""
+    seen = {}
+    for value in values:
+        seen.setdefault(json.dumps(value, sort_keys=True), value)
+    return list(seen.values())
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
