@@ -44,6 +44,7 @@ from pat_lite.models.tinybase import (
     train_tokenizer,
 )
 from pat_lite.utils.atomic import atomic_directory
+from pat_lite.utils.environment import environment
 from pat_lite.utils.errors import ConfigError, RunFolderError
 
 __all__ = ["build_tiny_base", "pretrain", "recipe_from_overrides"]
@@ -239,6 +240,7 @@ def build_tiny_base(
         torch_threads=threads_used,
         gates_passed=not failed,
         failed_gates=failed,
+        environment=environment(),
     )
 
     def write(tmp: Path) -> None:
