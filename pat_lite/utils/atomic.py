@@ -3,7 +3,8 @@
 Temporary siblings are named `.<name>.tmp-<pid>-<random>` and replaced folders are moved aside to
 `.<name>.old` before they are deleted; a killed process can leave such names behind, and `leftovers`
 finds them so that the next run can clear them. Folders are created with `os.mkdir`, so they get the
-permissions the umask gives (not `tempfile.mkdtemp`'s 0700).
+permissions the umask gives (not `tempfile.mkdtemp`'s 0700); files are given them too (`follow_umask`):
+safetensors writes its files 0600 whatever the umask, which would keep a group from loading a model.
 """
 
 from __future__ import annotations
@@ -16,6 +17,29 @@ from pathlib import Path
 
 TMP_MARK = ".tmp-"
 ASIDE_SUFFIX = ".old"
+
+
+def current_umask() -> int:
+    """This process's umask (read without changing it where the OS allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it (and put it back at once)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | os.PathLike) -> None:
+    """Give the file `path`, or every file under the folder `path`, the mode a plain `open` would give it
+    under the umask (0644 for 022): what safetensors and other writers restrict is made readable again."""
+    path = Path(path)
+    mode = 0o666 & ~current_umask()
+    for file in path.rglob("*") if path.is_dir() else [path]:
+        if file.is_file() and not file.is_symlink() and (file.stat().st_mode & 0o777) != mode:
+            os.chmod(file, mode)
 
 
 def _tmp_sibling(path: Path) -> Path:
@@ -76,6 +100,7 @@ def atomic_directory(final: str | os.PathLike, write: Callable[[Path], None]) ->
     tmp.mkdir()
     try:
         write(tmp)
+        follow_umask(tmp)
         replace_directory(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -89,6 +114,7 @@ def atomic_write_file(path: str | os.PathLike, write: Callable[[Path], None]) ->
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
+        follow_umask(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from pat_lite.utils.errors import CheckpointError
+from pat_lite.utils.errors import CheckpointError, PatLiteError
 
 #: What a pat_lite run folder holds (see pat_lite.training.run): the merged model and the adapter.
 RUN_MERGED, RUN_ADAPTER = "merged", "adapter"
@@ -46,6 +48,61 @@ def safetensors_problem(file: str | os.PathLike) -> str | None:
     return None
 
 
+def _check_config_json(file: Path) -> None:
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{file} is not UTF-8 text (byte {error.start})") from None
+    except ValueError as error:
+        raise CheckpointError(f"{file} is not valid JSON ({error}); save the model again") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{file} holds a JSON {type(config).__name__}, not a model config (an object)")
+
+
+def _shape_mismatches(folder: Path, limit: int = 2) -> str:
+    """Which tensors of `folder`'s safetensors files have another shape than its config.json builds
+    (read from the headers and a model built on the meta device: no weights are loaded)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(folder)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        with open(file, "rb") as handle:
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        found.update({k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"})
+    wrong = [f"{k} is {list(found[k])} in the weights, {list(expected[k])} by the config"
+             for k in sorted(found.keys() & expected.keys()) if found[k] != expected[k]]  # fmt: skip
+    return "; ".join(wrong[:limit]) + (f" (and {len(wrong) - limit} more)" if len(wrong) > limit else "")
+
+
+@contextmanager
+def loading_errors(folder: str | os.PathLike | None) -> Iterator[None]:
+    """Around a loader (from_pretrained, lm-eval's HFLM) of the local model folder `folder`: what the
+    loader raises about the folder's files (a config that disagrees with the weights, a tokenizer that
+    cannot be built, an unreadable file) becomes one CheckpointError naming the folder. For a hub name
+    (`folder` None) nothing is translated."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, RuntimeError) as error:
+        if folder is None or isinstance(error, PatLiteError):
+            raise
+        folder = Path(folder)
+        text = " ".join(str(error).split())
+        if "mismatched_sizes" in text or "size mismatch" in text:
+            detail = _shape_mismatches(folder) or text
+            raise CheckpointError(
+                f"{folder}: config.json does not fit the weights ({detail}); save the model again"
+            ) from error
+        what = "tokenizer" if "tokenizer" in text.lower() else "model"
+        raise CheckpointError(f"cannot load the {what} in {folder}: {text[:300]}") from error
+
+
 def check_model_folder(name_or_path: str | os.PathLike, accept_run_folder: bool = False) -> Path | None:
     """The local model folder `name_or_path` names, checked; None when it is a hub id (not a local path).
 
@@ -59,7 +116,9 @@ def check_model_folder(name_or_path: str | os.PathLike, accept_run_folder: bool 
         return None
     if not path.is_dir():
         raise CheckpointError(f"{path} is a file; a model is a folder with config.json and *.safetensors")
-    if not (path / "config.json").exists():
+    if (path / "config.json").exists():
+        _check_config_json(path / "config.json")
+    else:
         merged = path / RUN_MERGED
         if (merged / "config.json").exists():
             if accept_run_folder:

@@ -25,7 +25,23 @@ class CheckpointError(PatLiteError, OSError):
 
 
 class RunFolderError(PatLiteError, FileExistsError):
-    """An output folder that this run may not use as it is (a finished run, someone else's files...)."""
+    """An output folder that this run may not use as it is (a finished run, someone else's files, a folder
+    another command is writing, a location that cannot be written...)."""
+
+
+class OutputError(PatLiteError, OSError):
+    """A location that cannot be written (read-only, under a file), or a disk that filled up while writing."""
+
+
+class NumericalError(PatLiteError, ArithmeticError):
+    """A model whose logits or losses are not finite (NaN or infinity): broken weights or a diverged run."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the user can do next (e.g. re-run the same command to resume).
+
+    A KeyboardInterrupt, not an error: `except Exception` does not swallow it; `pat-lite` prints its
+    message as one line and exits with status 130 (the shell's code for SIGINT)."""
 
 
 def one_line(text: object) -> str:
