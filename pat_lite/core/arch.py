@@ -129,6 +129,14 @@ def check_width(config: PretrainedConfig, width: int, alignment: int | None = No
 def width_for_ratio(config: PretrainedConfig, ratio: float, alignment: int | None = None) -> int:
     """The valid width nearest to hidden_size · (1 − ratio) (ties go to the wider one)."""
     ideal = config.hidden_size * (1.0 - ratio)
+    step = width_multiple(config, alignment)
+    if ideal < step / 2:  # rounding up to the narrowest valid width would cut far less than asked
+        raise ValueError(
+            f"pruning ratio {ratio} keeps {ideal:.3g} of {config.hidden_size} channels, fewer than the "
+            f"narrowest width this model can hold ({step}, a multiple of num_attention_heads"
+            + (f" and the alignment {alignment}" if alignment else "")
+            + f"): use a ratio of at most {1 - step / config.hidden_size:.4g}, or target_width={step}"
+        )
     candidates = nearest_valid_widths(config, ideal, alignment)
     if not candidates:
         raise ValueError(

@@ -17,19 +17,21 @@ regardless of the mode (e.g. to measure the train/eval gap on one batch without 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from pat_lite.core.arch import arch_spec
 from pat_lite.core.config import NORM_CRITERION, PATConfig
 from pat_lite.core.hsm import HSM
 from pat_lite.core.mask import GlobalMask, MaskKind, gate_offset, sparsity_loss
 from pat_lite.core.slicing import norm_channels
+from pat_lite.utils.errors import ConfigError
 
 
 class PATModule(nn.Module):
@@ -118,9 +120,9 @@ def attach_pat(model: nn.Module, config: PATConfig | None = None) -> nn.Module:
     """
     config = config or PATConfig()
     base = unwrap_model(model)
+    _check_attachable(base)
     if has_pat(base):
         raise ValueError("PAT is already attached to this model; attach it once (or use a fresh model)")
-    arch_spec(base.config)
     resolved = config.resolve(base.config)
     if resolved.mask_mode == "fixed" and resolved.fixed_channels == NORM_CRITERION:
         # Decided once, from the weights as they are now; the resolved config records the channels.
@@ -150,6 +152,22 @@ def attach_pat(model: nn.Module, config: PATConfig | None = None) -> nn.Module:
     return model
 
 
+def _check_attachable(base: nn.Module) -> None:
+    """A transformers causal LM of a supported family with the module layout PAT hooks (see `arch`);
+    ConfigError (a ValueError) in one line otherwise: an nn.Linear, a bare LlamaModel, a GPT-2..."""
+    if not isinstance(getattr(base, "config", None), PretrainedConfig):
+        raise ConfigError(
+            f"attach_pat needs a transformers causal LM (e.g. LlamaForCausalLM), not a {type(base).__name__}"
+        )
+    arch_spec(base.config)  # UnsupportedArchitectureError names the supported families
+    decoder = getattr(base, "model", None)
+    if not all(hasattr(decoder, name) for name in ("embed_tokens", "layers")):
+        raise ConfigError(
+            f"attach_pat needs the causal LM (e.g. LlamaForCausalLM, with its lm_head), not the bare decoder "
+            f"{type(base).__name__}: load it with AutoModelForCausalLM"
+        )
+
+
 def detach_pat(model: nn.Module) -> nn.Module:
     """Remove the hooks and `model.pat`: the model computes exactly what it did before `attach_pat`."""
     base = unwrap_model(model)
@@ -166,9 +184,28 @@ def set_pat_step(model: nn.Module, step: int, total_steps: int | None = None) ->
     `total_steps` fixes s0 = milestone_fraction · total_steps when `PATConfig.milestone_step` is unset.
     """
     pat = get_pat(model)
+    step = _whole_number("step", step)
+    if total_steps is not None:
+        total_steps = _whole_number("total_steps", total_steps)
+        if total_steps < 1:
+            raise ConfigError(f"set_pat_step: total_steps={total_steps} must be ≥ 1")
+    if step < 0 or (total_steps is not None and step > total_steps):
+        bound = f"in [0, total_steps={total_steps}]" if total_steps is not None else "≥ 0"
+        raise ConfigError(f"set_pat_step: step={step} must be {bound}")
     if total_steps is not None or pat.mask.milestone is None:
         pat.mask.milestone = pat.config.milestone_for(total_steps)
-    pat.mask.step = int(step)
+    pat.mask.step = step
+
+
+def _whole_number(name: str, value: object) -> int:
+    """`value` as an int if it is a whole number (7, 7.0, a 0-d integer tensor); else ConfigError."""
+    try:
+        number = float(value)  # ints, floats, numpy and 0-d tensor scalars
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or not number.is_integer():
+        raise ConfigError(f"set_pat_step: {name}={value!r} must be a whole number of optimizer steps")
+    return int(number)
 
 
 @contextmanager

@@ -9,7 +9,8 @@ from typing import Any, Literal
 from transformers import PretrainedConfig
 
 from pat_lite.core.arch import arch_spec, check_ratio, check_width, width_for_ratio
-from pat_lite.core.mask import SCHEDULES, Schedule
+from pat_lite.core.mask import Schedule
+from pat_lite.utils.typed import convert_fields
 
 MaskMode = Literal["trainable", "frozen", "fixed"]
 IdentityLoss = Literal["released", "paper", "off"]
@@ -21,9 +22,10 @@ NORM_CRITERION = "norm"
 class PATConfig:
     """How to prune and tune. Give either `target_width` (d') or `pruning_ratio` (d' ≈ d · (1 − ratio)).
 
-    Construction checks what can be checked without a model (ranges, names); `resolve(model_config)`
-    (called by `attach_pat`) checks the width against the model and returns a copy with `target_width`
-    filled in. Both raise `ValueError` saying what would work.
+    Construction converts every field to its declared type (`hio_rank=2.5` is a ConfigError, "4" is 4)
+    and checks what can be checked without a model (ranges, names); `resolve(model_config)` (called by
+    `attach_pat`) checks the width against the model and returns a copy with `target_width` filled in.
+    Both raise `ValueError` (ConfigError is one) saying what would work.
     """
 
     #: Fraction of hidden channels to remove (paper: 0.2, 0.25, 0.3). Ignored if `target_width` is set.
@@ -66,8 +68,9 @@ class PATConfig:
     sparsity_pull_target: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.identity_loss is False:  # YAML 1.1 reads a bare `off` as False
-            self.identity_loss = "off"
+        # Types and names (mask_mode, schedule, identity_loss: their Literal values), and YAML 1.1's False
+        # for a bare `off` → "off"; then the ranges below.
+        convert_fields(self)
         if self.target_width is None and self.pruning_ratio is None:
             raise ValueError("give either target_width (the pruned hidden size) or pruning_ratio, e.g. 0.25")
         if self.target_width is None:
@@ -82,15 +85,7 @@ class PATConfig:
             raise ValueError(f"milestone_fraction must be in (0, 1], got {self.milestone_fraction}")
         if not 0.0 < self.mask_freeze_fraction <= 1.0:
             raise ValueError(f"mask_freeze_fraction must be in (0, 1], got {self.mask_freeze_fraction}")
-        if self.mask_mode not in ("trainable", "frozen", "fixed"):
-            raise ValueError(f"mask_mode must be 'trainable', 'frozen' or 'fixed', got {self.mask_mode!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be 'released' or 'paper', got {self.schedule!r}")
         self._check_fixed_channels()
-        if self.identity_loss not in ("released", "paper", "off"):
-            raise ValueError(
-                f"identity_loss must be 'released', 'paper' or 'off', got {self.identity_loss!r}"
-            )
         if self.width_alignment is not None and self.width_alignment < 1:
             raise ValueError(f"width_alignment must be ≥ 1, got {self.width_alignment}")
 
