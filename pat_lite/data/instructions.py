@@ -11,6 +11,7 @@ its own and the response ids are appended, so the prompt/response boundary of th
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "format_prompt",
     "load_instruction_data",
     "load_lamini",
+    "records_fingerprint",
     "tokenize_example",
 ]
 
@@ -336,6 +338,16 @@ def load_instruction_data(name_or_path: str, **kw):
     if name_or_path == "lamini":
         return load_lamini(None, **kw)
     return load_lamini(name_or_path, **kw)
+
+
+def records_fingerprint(dataset, batch_size: int = 10_000) -> str:
+    """A short hex digest of the instruction/response records of `dataset`, in order: what a run was
+    tuned on (its run folder records it, so that a resume on changed data is refused). Content only: a
+    file that was touched but not changed keeps its fingerprint."""
+    digest = hashlib.sha256()
+    for batch in dataset.select_columns(list(REQUIRED_COLUMNS)).iter(batch_size=batch_size):
+        digest.update(json.dumps([batch[column] for column in REQUIRED_COLUMNS]).encode())
+    return digest.hexdigest()[:16]
 
 
 def build_sft_dataset(dataset, tokenizer, max_length: int, num_proc: int | None = None, source: str = ""):

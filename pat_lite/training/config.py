@@ -8,6 +8,7 @@ fail here, in one line naming it, not deep inside the Trainer after the model ha
 
 from __future__ import annotations
 
+import math
 import os
 import typing
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from pat_lite.core.config import PATConfig
 from pat_lite.resources import configs_dir, recipe_names
 from pat_lite.utils.errors import ConfigError, one_line
 from pat_lite.utils.typed import convert_fields, convert_value
+from pat_lite.utils.yamlfile import safe_load
 
 #: Recipe keys that document a recipe (time and memory it needs) and are not settings.
 DOCUMENTATION_KEYS = ("expected",)
@@ -139,7 +141,7 @@ def _parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r} is not KEY=VALUE (e.g. max_steps=100 or pat.hio_rank=8)")
     key, value = text.split("=", 1)
     try:
-        return key.strip(), yaml.safe_load(value)
+        return key.strip(), safe_load(value)
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({one_line(err)})") from None
 
@@ -173,7 +175,7 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
     """The settings of a YAML recipe (a file path, or a name in configs/ such as "tiny")."""
     file = _recipe_file(path)
     try:
-        values = yaml.safe_load(file.read_text(encoding="utf-8"))
+        values = safe_load(file.read_text(encoding="utf-8"))  # a key given twice is an error
     except UnicodeDecodeError as err:
         raise ConfigError(f"{file}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:
@@ -213,6 +215,39 @@ def load_train_config(
     return TrainConfig(**values)
 
 
+def optimizer_steps(cfg: TrainConfig, n_examples: int, world_size: int = 1) -> int:
+    """How many optimizer steps a run of `n_examples` takes, as the Trainer counts them; ConfigError for a
+    gradient_accumulation_steps that one epoch cannot fill (the Trainer would silently accumulate fewer
+    batches than asked)."""
+    per_step = cfg.per_device_train_batch_size * world_size
+    batches = math.ceil(n_examples / per_step)
+    accumulation = cfg.gradient_accumulation_steps
+    if accumulation > batches:
+        processes = f" on {world_size} processes" if world_size > 1 else ""
+        raise ConfigError(
+            f"gradient_accumulation_steps={accumulation} is more than the {batches} batches of one epoch "
+            f"({n_examples} examples, per_device_train_batch_size={cfg.per_device_train_batch_size}"
+            f"{processes}): every step would accumulate only {batches}; use at most {batches}, or a "
+            "smaller batch"
+        )
+    per_epoch = max(batches // accumulation + int(batches % accumulation > 0), 1)
+    return cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.num_train_epochs * per_epoch)
+
+
+def milestone_warning(cfg: TrainConfig, total_steps: int) -> str | None:
+    """One line when the milestone step s0 lies beyond the run: the gate then never reaches its exact 0/1
+    mask, so the merged model is not the one trained. A warning, not an error: a short trial run of a long
+    recipe may mean it."""
+    pat = cfg.pat_config
+    if cfg.method != "pat" or pat.mask_mode == "fixed" or (pat.milestone_step or 0) <= total_steps:
+        return None
+    return (
+        f"pat.milestone_step={pat.milestone_step} is beyond the run's {total_steps} optimizer steps: the "
+        f"gate never reaches its exact 0/1 mask, so the merged model is not the model trained (give s0 ≤ "
+        f"{total_steps}, or leave it unset for milestone_fraction × steps)"
+    )
+
+
 def _checkpointing_arguments(enabled: bool) -> dict[str, Any]:
     """transformers ≥ 5.2x calls it activation checkpointing; older 5.x gradient checkpointing."""
     renamed = "activation_checkpointing" in TrainingArguments.__dataclass_fields__
@@ -228,12 +263,35 @@ def training_arguments(cfg: TrainConfig, output_dir: str | os.PathLike | None = 
     """The Trainer's arguments (checkpoints go to `output_dir`, default `cfg.output_dir`); ConfigError for
     values the Trainer refuses (an unknown optimizer or scheduler, bf16 where it is unsupported...)."""
     try:
-        return _training_arguments(cfg, str(output_dir or cfg.output_dir))
+        args = _training_arguments(cfg, str(output_dir or cfg.output_dir))
     except ValueError as err:
         if cfg.bf16 and "bf16" in str(err):  # the Trainer's own hint ("assign use_cpu") misleads here
             message = "bf16=true: this machine cannot train in bfloat16 (no such GPU); pass bf16=false"
             raise ConfigError(message) from err
         raise ConfigError(f"the Trainer refuses these settings: {one_line(err)}") from err
+    check_reporting(args.report_to)
+    return args
+
+
+def check_reporting(report_to: list[str]) -> None:
+    """Every logging integration in `report_to` is known and installed; else ConfigError. The Trainer
+    would only find out when it is built, after the run folder has been prepared."""
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    unknown = [name for name in report_to if name not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        raise ConfigError(
+            f"report_to: unknown logging integration(s) {unknown}; known: {sorted(INTEGRATION_TO_CALLBACK)} "
+            "(or report_to=[] for none)"
+        )
+    available = get_available_reporting_integrations()
+    missing = [name for name in report_to if name not in available]
+    if missing:
+        raise ConfigError(
+            f"report_to: {', '.join(missing)} is not installed here (pip install {' '.join(missing)}), or "
+            f"leave it out: report_to={[n for n in report_to if n not in missing]}"
+        )
 
 
 def _training_arguments(cfg: TrainConfig, output_dir: str) -> TrainingArguments:

@@ -3,11 +3,14 @@
 `train(cfg)` tunes (PAT or plain LoRA), saves the adapter state, merges into the smaller dense model and
 saves it. The same entry point runs on one process, or under `torchrun` / `accelerate launch` (DDP).
 
-Everything is checked before the output folder is touched: settings (types, ranges), the folder itself,
-the instruction data (every record), the model (loadable, and a width PAT can cut it to). A failed start
-therefore leaves nothing behind. Re-running an interrupted run with the same command resumes it from its
-last complete checkpoint and ends bit-identical to a run that was never interrupted, whichever moment
-it was killed at (see `pat_lite.training.run_folder` for the folder's lifecycle).
+Everything is checked before the output folder is touched: settings (types, ranges, logging
+integrations), the folder itself (a writable location, not in use by another command: its lock is held
+for the whole run), the instruction data (every record), the model (loadable, and a width PAT can cut it
+to), the run's length against the data and s0. A failed start therefore leaves nothing behind. Re-running
+an interrupted run with the same command resumes it from its last complete checkpoint and ends
+bit-identical to a run that was never interrupted, whichever moment it was killed at, log included (see
+`pat_lite.training.run_folder` for the folder's lifecycle). Ctrl-C and a full disk end the run with one
+line saying so; the same command then resumes it.
 
 Outputs in `output_dir`: `adapter/` (LoRA + PAT state), `merged/` (the smaller dense checkpoint with its
 tokenizer and `pat_kept.json`), `log_history.json`, `mask_history.safetensors` (W_M at every logging step,
@@ -18,11 +21,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from accelerate import PartialState
+from safetensors import SafetensorError
 from transformers import set_seed
 from transformers.trainer import DEFAULT_PROGRESS_CALLBACK
 from transformers.trainer_callback import PrinterCallback
@@ -31,7 +37,13 @@ from pat_lite.core.attach import get_pat, has_pat
 from pat_lite.core.mask import kept_channels
 from pat_lite.core.merge import merge_pat
 from pat_lite.data.instructions import SFTCollator, build_sft_dataset, load_instruction_data
-from pat_lite.training.config import TrainConfig, load_train_config, training_arguments
+from pat_lite.training.config import (
+    TrainConfig,
+    load_train_config,
+    milestone_warning,
+    optimizer_steps,
+    training_arguments,
+)
 from pat_lite.training.run_folder import (
     RUN_CONFIG,
     SUMMARY,
@@ -40,6 +52,7 @@ from pat_lite.training.run_folder import (
     last_complete_checkpoint,
     open_run,
     plan_run,
+    run_inputs,
     training_finished,
 )
 from pat_lite.training.trainer import (
@@ -50,7 +63,9 @@ from pat_lite.training.trainer import (
     save_pat_state,
 )
 from pat_lite.utils.atomic import atomic_directory, atomic_write_text
-from pat_lite.utils.errors import ConfigError, PatLiteError, one_line
+from pat_lite.utils.errors import ConfigError, Interrupted, PatLiteError, one_line
+from pat_lite.utils.locks import hold_folder
+from pat_lite.utils.output import is_no_space, no_space_error, output_location
 
 __all__ = ["RUN_CONFIG", "SUMMARY", "TrainResult", "last_complete_checkpoint", "pat_train", "train"]
 
@@ -75,9 +90,19 @@ def train(cfg: TrainConfig, callbacks: list | None = None, progress: bool = True
     runs whose log is shown afterwards; it changes nothing else.
     """
     args = training_arguments(cfg)  # the Trainer's own checks, and the process layout (DDP)
+    folder = output_location(cfg.output_dir, "output_dir")
+    # One process of a launch holds the folder: rank 0 as the launcher (torchrun) numbers them, which
+    # also holds where the Trainer's own process layout does not see the launch (CPU without use_cpu).
+    holder = int(os.environ.get("RANK", args.process_index)) == 0
+    with hold_folder(folder, "output_dir") if holder else nullcontext():
+        return _train(cfg, args, callbacks, progress)
+
+
+def _train(cfg: TrainConfig, args, callbacks: list | None, progress: bool) -> TrainResult:
+    """`train` with the output folder held: check everything, open the folder, train, save."""
     is_main = args.process_index == 0
     with args.main_process_first(desc="checking the output folder"):
-        plan = plan_run(cfg)
+        plan_run(cfg)  # a folder this run may not use is refused before anything loads
     data = load_instruction_data(cfg.data, fraction=cfg.data_fraction)
     if cfg.max_train_samples:
         data = data.select(range(min(cfg.max_train_samples, len(data))))
@@ -85,14 +110,12 @@ def train(cfg: TrainConfig, callbacks: list | None = None, progress: bool = True
     model, tokenizer = _build_model(cfg)
     with args.main_process_first(desc="tokenizing"):
         dataset = build_sft_dataset(data, tokenizer, cfg.max_length, source=cfg.data)
-
-    # Everything is checked: from here on the run folder changes.
-    PartialState().wait_for_everyone()
-    if is_main:
-        if plan.note:
-            print(f"[pat_lite] {plan.note}")
-        open_run(plan, cfg)
-    PartialState().wait_for_everyone()
+    warning = milestone_warning(cfg, optimizer_steps(cfg, len(dataset), args.world_size))
+    if warning and is_main:
+        print(f"[pat_lite] warning: {warning}", file=sys.stderr)
+    inputs = run_inputs(cfg, data, model)
+    with args.main_process_first(desc="checking the output folder"):
+        plan = plan_run(cfg, inputs)  # now that the inputs are known: resume only on the same ones
     trainer = PATTrainer(
         model=model,
         args=training_arguments(cfg, output_dir=plan.work_dir),
@@ -105,15 +128,38 @@ def train(cfg: TrainConfig, callbacks: list | None = None, progress: bool = True
     if not progress:
         for live in (DEFAULT_PROGRESS_CALLBACK, PrinterCallback):
             trainer.remove_callback(live)
-    if training_finished(plan.resume_from):
-        # Killed while saving the results: the last checkpoint already holds the final weights. Trainer
-        # would train one step past max_steps if asked to resume from it, so load it instead.
-        if is_main:
-            print(f"[pat_lite] training had finished at {plan.resume_from.name}; saving its results")
-        trainer.load_final_checkpoint(plan.resume_from)
-    else:
-        trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
-    return finish_run(cfg, plan, trainer, model, tokenizer)
+
+    # Everything is checked: from here on the run folder changes.
+    PartialState().wait_for_everyone()
+    if is_main:
+        if plan.note:
+            print(f"[pat_lite] {plan.note}")
+        open_run(plan, cfg, inputs)
+    PartialState().wait_for_everyone()
+    try:
+        if training_finished(plan.resume_from):
+            # Killed while saving the results: the last checkpoint already holds the final weights. Trainer
+            # would train one step past max_steps if asked to resume from it, so load it instead.
+            if is_main:
+                print(f"[pat_lite] training had finished at {plan.resume_from.name}; saving its results")
+            trainer.load_final_checkpoint(plan.resume_from)
+        else:
+            trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+        return finish_run(cfg, plan, trainer, model, tokenizer)
+    except KeyboardInterrupt as interrupt:
+        raise Interrupted(_resume_hint(cfg, plan)) from interrupt
+    except (OSError, RuntimeError, SafetensorError) as error:
+        if is_no_space(error, plan.work_dir):
+            then = "run the same command again: it resumes from the last complete checkpoint"
+            raise no_space_error(plan.work_dir, "writing the run", then) from error
+        raise
+
+
+def _resume_hint(cfg: TrainConfig, plan: RunPlan) -> str:
+    """What an interrupted run leaves and how to go on (one line)."""
+    checkpoint = last_complete_checkpoint(plan.work_dir, cfg.method)
+    kept = f"its last complete checkpoint is {checkpoint}" if checkpoint else "it has no checkpoint yet"
+    return f"training in {plan.work_dir} stopped; {kept}: run the same command again to resume"
 
 
 def _build_model(cfg: TrainConfig):

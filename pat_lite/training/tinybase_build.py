@@ -46,6 +46,8 @@ from pat_lite.models.tinybase import (
 from pat_lite.utils.atomic import atomic_directory
 from pat_lite.utils.environment import environment
 from pat_lite.utils.errors import ConfigError, RunFolderError
+from pat_lite.utils.locks import hold_folder
+from pat_lite.utils.output import output_location
 
 __all__ = ["build_tiny_base", "pretrain", "recipe_from_overrides"]
 
@@ -179,18 +181,13 @@ def pretrain(model, tokenizer, world: toyworld.World, recipe: TinyBaseRecipe, pr
     return {"steps": step, "final_loss_ema": loss_ema, "seconds": round(time.time() - start, 1)}
 
 
-def _check_output(out: Path, force: bool) -> None:
-    """Refuse, before any work, an output location that is a file or a non-empty folder (unless `force`),
-    or one that cannot be written."""
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out {out} is a file; give a folder for the tiny base")
-    if out.is_dir() and any(out.iterdir()) and not force:
+def _check_output(out: Path, force: bool) -> Path:
+    """Refuse, before any work, a location that cannot be a folder or cannot be written
+    (`output_location`), or a non-empty folder (unless `force`); return the folder to write."""
+    folder = output_location(out, "--out")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
         raise RunFolderError(f"{out} is not empty: pick a new folder, or pass --force to replace it")
-    parent = out.parent if not out.exists() else out
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise RunFolderError(f"cannot write the tiny base to {out}: {parent} is not writable")
+    return folder
 
 
 def build_tiny_base(
@@ -213,7 +210,14 @@ def build_tiny_base(
             f"not a multiple of {recipe.num_attention_heads} heads"
         )
     out = Path(out)
-    _check_output(out, force)
+    folder = _check_output(out, force)
+    with hold_folder(folder, "--out"):  # a second build into the same folder is refused
+        _build(folder, recipe, progress, num_threads)
+    return out
+
+
+def _build(folder: Path, recipe: TinyBaseRecipe, progress: bool, num_threads: int | None) -> None:
+    """`build_tiny_base` with `folder` checked and held: pre-train, gate, write."""
     t0, cpu0 = time.time(), time.process_time()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(num_threads or DEFAULT_THREADS)
@@ -248,10 +252,9 @@ def build_tiny_base(
         tokenizer.save_pretrained(tmp)
         (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
-    atomic_directory(out, write)
+    atomic_directory(folder, write)
     if failed:
         raise GateError(
-            f"the tiny base built in {out} missed {len(failed)} quality gate(s): {'; '.join(failed)} "
+            f"the tiny base built in {folder} missed {len(failed)} quality gate(s): {'; '.join(failed)} "
             f"(its files and {REPORT_NAME} are kept there for inspection; the shipped base is unchanged)"
         )
-    return out

@@ -10,8 +10,13 @@
 - Every logging step also logs the train/eval gap: the LM loss of the last batch under the soft (training)
   mask and under the exact 0/1 mask (`lm_loss_soft`, `lm_loss_exact`, `lm_loss_gap` = exact − soft), both
   without dropout or gradients, and keeps a snapshot of W_M (the mask history).
-- Every checkpoint also stores `pat_state.safetensors` (peft saves only LoRA) and the mask history
-  `mask_history.safetensors`, so both survive a resume.
+- Every checkpoint also stores `pat_state.safetensors` (peft saves only LoRA), the mask history
+  `mask_history.safetensors` and the running sum of the training loss, so all three survive a resume:
+  the final `train_loss` of a resumed run is the mean over every step, as in an uninterrupted run.
+- `pat_state.safetensors` records the PAT settings and the fingerprint of the base weights it was made
+  on; `load_pat_state` refuses, in one line, a model with other settings or another base.
+- A loss that is not finite stops the run with one line naming the model and the step (the Trainer
+  would otherwise average it away in the log and train on).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
@@ -38,14 +44,18 @@ from pat_lite.core.attach import (
     set_pat_step,
 )
 from pat_lite.core.config import PATConfig
+from pat_lite.core.identity import base_fingerprint, base_name
 from pat_lite.models.loading import load_model_and_tokenizer
 from pat_lite.training.config import TrainConfig
 from pat_lite.training.mask_budget import LRSchedule, resolve_mask_lr
-from pat_lite.utils.atomic import atomic_write_file
+from pat_lite.utils.atomic import atomic_write_file, atomic_write_text, follow_umask
+from pat_lite.utils.errors import CheckpointError, NumericalError
 
 PAT_STATE = "pat_state.safetensors"
 PAT_CONFIG = "pat_config.json"
 MASK_HISTORY = "mask_history.safetensors"
+#: The running sum of the training loss (what `train_loss` averages), in every checkpoint.
+LOSS_SUM = "pat_lite_loss_sum.json"
 
 
 class PATTrainer(Trainer):
@@ -64,6 +74,10 @@ class PATTrainer(Trainer):
         self._last_batch: dict[str, torch.Tensor] | None = None
         # compute_loss returns a per-micro-batch mean: let Trainer divide it by the accumulation steps.
         self.loss_is_scaled_for_ga = False
+        # Σ of what training_step returned over the whole run (Trainer's own sum restarts at a resume, so
+        # its train_loss would average the resumed part only); saved in every checkpoint (LOSS_SUM).
+        self._loss_sum = torch.zeros((), dtype=torch.float64, device=self.args.device)
+        self._loss_sum_to_save: float | None = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training and has_pat(model):
@@ -73,13 +87,36 @@ class PATTrainer(Trainer):
         if model.training:
             self._terms["lm_loss"].append(loss.detach())
             self._last_batch = inputs
+        extra = None
         if has_pat(model):
             extra = pat_losses(model)
             loss = loss + extra["total"]
             if model.training:
                 self._terms["sparsity_loss"].append(extra["sparsity"].detach())
                 self._terms["identity_loss"].append(extra["identity"].detach())
+        if model.training and not torch.isfinite(loss.detach()).all():
+            raise self._not_finite(outputs.loss, extra)
         return (loss, outputs) if return_outputs else loss
+
+    def _not_finite(self, lm_loss: torch.Tensor, extra: dict[str, torch.Tensor] | None) -> NumericalError:
+        terms = {"LM loss": lm_loss, **({"sparsity": extra["sparsity"], "identity": extra["identity"]}
+                                         if extra else {})}  # fmt: skip
+        shown = ", ".join(f"{name} {value.detach().float().item():.4g}" for name, value in terms.items())
+        return NumericalError(
+            f"the training loss of {base_name(self.model)} is not finite at step {self.state.global_step} "
+            f"({shown}): lower learning_rate (now {self.args.learning_rate:g}) or max_grad_norm, or check "
+            "the model's weights, and start the run again"
+        )
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._loss_sum += loss.detach().to(self._loss_sum)
+        return loss
+
+    def run_train_loss(self) -> float:
+        """The mean training loss over every step of the run (all processes), resumed or not."""
+        total = self.accelerator.gather(self._loss_sum.reshape(1)).mean()
+        return float(total.item()) / max(int(self.state.global_step), 1)
 
     def resolve_mask_lr(self) -> dict[str, float]:
         """The mask's learning-rate multiplier for this run and the travel budget it gives (`mask_budget`),
@@ -136,8 +173,12 @@ class PATTrainer(Trainer):
         self.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
         if has_pat(self.model) and any(p.requires_grad for p in pat_parameters(self.model)["mask"]):
             self.mask_lr = self.resolve_mask_lr()  # what create_optimizer would have logged and summarised
+        if not any("train_loss" in entry for entry in self.state.log_history):
+            self.log({"train_loss": 0.0})  # the final entry training logs after this checkpoint (see log)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "train_loss" in logs:  # the end of training: the mean over the whole run, not this session
+            logs["train_loss"] = self.run_train_loss()
         if "loss" in logs:  # a training log, not an evaluation one
             for name, values in self._terms.items():
                 if values:
@@ -173,14 +214,33 @@ class PATTrainer(Trainer):
             "lm_loss_gap": losses["exact"] - losses["soft"],
         }
 
+    def _save_checkpoint(self, model, trial) -> None:
+        # Every process takes part in the gather; `_save` (main process only) then writes the value into
+        # the checkpoint before the Trainer's trainer_state.json, which marks a checkpoint complete.
+        self._loss_sum_to_save = float(self.accelerator.gather(self._loss_sum.reshape(1)).mean().item())
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._loss_sum_to_save = None
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
-        if self.args.should_save and has_pat(self.model):
-            save_pat_state(self.model, output_dir or self.args.output_dir)
-            save_mask_history(self.mask_history, Path(output_dir or self.args.output_dir) / MASK_HISTORY)
+        directory = Path(output_dir or self.args.output_dir)
+        if not self.args.should_save:
+            return
+        if has_pat(self.model):
+            save_pat_state(self.model, directory)
+            save_mask_history(self.mask_history, directory / MASK_HISTORY)
+        if self._loss_sum_to_save is not None:
+            atomic_write_text(directory / LOSS_SUM, json.dumps({"loss_sum": self._loss_sum_to_save}) + "\n")
+        follow_umask(directory)  # peft and safetensors write 0600 files
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
+        loss_sum = Path(resume_from_checkpoint, LOSS_SUM)
+        if loss_sum.exists():  # (a checkpoint of an older pat_lite has none: the sum restarts)
+            value = json.loads(loss_sum.read_text())["loss_sum"]
+            self._loss_sum = torch.tensor(value, dtype=torch.float64, device=self.args.device)
         if has_pat(model or self.model):
             load_pat_state(model or self.model, resume_from_checkpoint)
             history = Path(resume_from_checkpoint, MASK_HISTORY)
@@ -206,20 +266,79 @@ def load_mask_history(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tens
 
 
 def save_pat_state(model: torch.nn.Module, directory: str | os.PathLike) -> None:
-    """PAT's parameters (safetensors) and its resolved config (JSON) next to a peft adapter."""
+    """PAT's parameters (safetensors) and its resolved config (JSON) next to a peft adapter. The
+    safetensors metadata also records the config and the base model (name and `base_fingerprint`)."""
     pat = get_pat(model)
+    config = pat.config.to_dict()
     state = {k: v.detach().cpu().contiguous() for k, v in pat.state_dict().items()}
-    save_file(state, os.path.join(directory, PAT_STATE))
-    Path(directory, PAT_CONFIG).write_text(json.dumps(pat.config.to_dict(), indent=2) + "\n")
+    metadata = {
+        "pat_config": json.dumps(config),
+        "base_model": base_name(model),
+        "base_fingerprint": base_fingerprint(model),
+    }
+    path = Path(directory, PAT_STATE)
+    save_file(state, str(path), metadata=metadata)
+    follow_umask(path)
+    Path(directory, PAT_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
 
 def load_pat_state(model: torch.nn.Module, directory: str | os.PathLike) -> None:
+    """Load a saved PAT state into `model`'s attached PAT, after checking that it belongs there: the same
+    PAT settings (`pat_config.json`, or the state's metadata), the same base weights (fingerprint) and the
+    same tensor shapes. Anything else is a CheckpointError in one line saying what differs."""
     path = Path(directory, PAT_STATE)
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: this checkpoint was not written by a PAT run")
+        raise CheckpointError(f"{path} is missing: this checkpoint was not written by a PAT run")
     pat = get_pat(model)
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path} cannot be read ({' '.join(str(error).split())})") from error
+    saved = _saved_pat_config(Path(directory), metadata)
+    if saved is not None and (differences := _config_differences(saved, pat.config.to_dict())):
+        raise CheckpointError(
+            f"{directory} holds a PAT state made with other PAT settings than this model's ({differences}); "
+            f"attach PAT with the saved ones: PATConfig.from_dict(<{PAT_CONFIG} of {directory}>)"
+        )
+    recorded = metadata.get("base_fingerprint")
+    if recorded and recorded != (current := base_fingerprint(model)):
+        raise CheckpointError(
+            f"{directory} was tuned on another base model ({metadata.get('base_model')}, fingerprint "
+            f"{recorded}) than this one ({base_name(model)}, fingerprint {current}); load the base it was "
+            "made on"
+        )
+    expected = pat.state_dict()
+    if (problem := _state_problem(state, expected)) is not None:
+        raise CheckpointError(f"{path} does not fit this model's PAT: {problem}")
     device = pat.mask.proxies.device
-    pat.load_state_dict({k: v.to(device) for k, v in load_file(str(path)).items()})
+    pat.load_state_dict({k: v.to(device) for k, v in state.items()})
+
+
+def _saved_pat_config(directory: Path, metadata: dict[str, str]) -> dict[str, Any] | None:
+    file = directory / PAT_CONFIG
+    try:
+        text = file.read_text() if file.exists() else metadata.get("pat_config")
+        return json.loads(text) if text else None
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{file} is not readable JSON ({' '.join(str(error).split())})") from error
+
+
+def _config_differences(saved: dict[str, Any], current: dict[str, Any], limit: int = 4) -> str:
+    keys = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+    shown = ", ".join(f"{k}: saved {saved.get(k)!r}, here {current.get(k)!r}" for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _state_problem(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str | None:
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    if missing or unexpected:
+        return f"tensors missing {missing[:3]}, unexpected {unexpected[:3]}"
+    for name, tensor in expected.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            return f"{name} has shape {tuple(state[name].shape)} there, {tuple(tensor.shape)} here"
+    return None
 
 
 def add_adapters(model, method: str, pat_config: PATConfig | None, lora):
