@@ -1,8 +1,10 @@
 """`pat-lite`: train, demo, eval, bench, bench-train — argument parsing only; the work happens in the layers.
 
-A user error (a `PatLiteError`: a wrong setting, a missing or broken file) prints one line,
-`pat-lite: error: ...`, and exits with status 2; `pat-lite --debug ...` shows its traceback. Any other
-exception is a bug and keeps its traceback.
+A user error (a `PatLiteError`: a wrong setting, a missing or broken file, a folder in use, a full disk)
+prints one line, `pat-lite: error: ...`, and exits with status 2; Ctrl-C prints one line saying what to do
+next (`pat-lite: interrupted: ...`) and exits with 130; `pat-lite --debug ...` shows the traceback. Any
+other exception is a bug and keeps its traceback. Every command that writes a folder checks it and holds
+it (`pat_lite.utils.output.writing_to`) before its work starts.
 
 pat-lite train --config tiny max_steps=100 pat.hio_rank=8
 pat-lite demo
@@ -14,15 +16,18 @@ pat-lite bench-train --config tinyllama --num-layers 2
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from pat_lite.utils.errors import PatLiteError
+from pat_lite.utils.errors import ConfigError, PatLiteError, one_line
 
 USER_ERROR_STATUS = 2  # argparse's status for a usage error
+INTERRUPTED_STATUS = 130  # the shell's status for a command ended by SIGINT (Ctrl-C)
 
 
 def _int_list(text: str) -> list[int]:
@@ -63,13 +68,14 @@ def _add_demo(sub: Any) -> None:
 
     def handler(args: argparse.Namespace) -> None:
         from pat_lite.study.demo import run_demo, run_real_demo
+        from pat_lite.utils.output import writing_to
 
-        if args.real:
-            run_real_demo(
-                args.output_dir or "artifacts/demo-real", args.config or "smollm2", args.max_steps, args.limit
-            )
-        else:
-            run_demo(args.output_dir or "artifacts/demo", args.config or "tiny", args.max_steps)
+        output_dir = args.output_dir or ("artifacts/demo-real" if args.real else "artifacts/demo")
+        with writing_to(output_dir, "--output-dir"):
+            if args.real:
+                run_real_demo(output_dir, args.config or "smollm2", args.max_steps, args.limit)
+            else:
+                run_demo(output_dir, args.config or "tiny", args.max_steps)
 
     p.set_defaults(handler=handler)
 
@@ -99,6 +105,8 @@ def _add_eval(sub: Any) -> None:
     def handler(args: argparse.Namespace) -> int:
         from pat_lite.evaluation.lmeval import evaluate, to_markdown
         from pat_lite.models.loading import checkpoint_path
+        from pat_lite.utils.device import check_device
+        from pat_lite.utils.output import writing_to
 
         if bool(args.checkpoint) == bool(args.model):
             p.error("give the checkpoint once: `pat-lite eval --model DIR` (or `pat-lite eval DIR`)")
@@ -108,25 +116,62 @@ def _add_eval(sub: Any) -> None:
         scorings = SCORINGS if args.scoring == "both" else (args.scoring,)
         if args.tasks == "realtext" and args.scoring == "both":
             scorings = ("loglik",)  # perplexity and cloze have no lettered (paper) protocol
-        for scoring in scorings:
-            results = evaluate(
-                checkpoint_path(args.model or args.checkpoint),
-                tasks=args.tasks,
-                scoring=scoring,
-                limit=limit,
-                batch_size=args.batch_size,
-                out_dir=args.out_dir,
-                device=args.device,
-                toy_dir=args.toy_dir,
-                max_gen_toks=args.max_gen_toks,
-            )
-            print(to_markdown(results))
+        check_device(args.device)  # before an embedded model is converted
+        with writing_to(args.out_dir, "--out-dir") if args.out_dir else nullcontext():
+            model = checkpoint_path(args.model or args.checkpoint)
+            for scoring in scorings:
+                results = evaluate(
+                    model,
+                    tasks=args.tasks,
+                    scoring=scoring,
+                    limit=limit,
+                    batch_size=args.batch_size,
+                    out_dir=args.out_dir,
+                    device=args.device,
+                    toy_dir=args.toy_dir,
+                    max_gen_toks=args.max_gen_toks,
+                )
+                print(to_markdown(results))
         return 0
 
     p.set_defaults(handler=handler)
 
 
 # ------------------------------------------------------------------------------------------------ bench
+@contextmanager
+def _as_user_error(*kinds: type[Exception]) -> Iterator[None]:
+    """The benchmarks report a value they cannot use as a ValueError: one line, like any user error."""
+    try:
+        yield
+    except PatLiteError:
+        raise
+    except kinds as err:
+        raise ConfigError(one_line(err)) from err
+
+
+def _preset_options(path: str, known: dict[str, Any]) -> dict[str, Any]:
+    """The options of a bench preset file (YAML), checked: one line for a missing file, bad YAML (a key
+    given twice included) or an unknown option."""
+    import yaml
+
+    from pat_lite.utils.yamlfile import safe_load
+
+    if not Path(path).is_file():
+        raise ConfigError(f"no preset file {path}")
+    try:
+        loaded = safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: invalid YAML: {one_line(err)}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of options, not a {type(loaded).__name__}"
+        )
+    unknown = set(loaded) - set(known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown options {sorted(unknown)}")
+    return loaded
+
+
 def _add_bench(sub: Any) -> None:
     from pat_lite.bench.common import PRESETS
 
@@ -169,30 +214,20 @@ def _add_bench(sub: Any) -> None:
     a("--out", help="output directory (default artifacts/bench)")
 
     def handler(args: argparse.Namespace) -> int:
-        import yaml
-
         from pat_lite.bench.common import write_csv
         from pat_lite.bench.inference import COLUMNS, DEFAULT_OPTIONS, run_benchmark
         from pat_lite.bench.report import format_summary, plot_benchmark
+        from pat_lite.utils.output import writing_to
 
         opts = dict(DEFAULT_OPTIONS)
         if args.preset_file:
-            if not Path(args.preset_file).is_file():
-                p.error(f"no preset file {args.preset_file}")
-            loaded = yaml.safe_load(Path(args.preset_file).read_text()) or {}
-            unknown = set(loaded) - set(opts)
-            if unknown:
-                p.error(f"{args.preset_file}: unknown options {sorted(unknown)}")
-            opts.update(loaded)
+            opts.update(_preset_options(args.preset_file, opts))
         opts.update({k: v for k, v in vars(args).items() if k in opts and v is not None})
-        out = Path(opts.pop("out"))
-        try:
+        with writing_to(opts.pop("out"), "--out") as out, _as_user_error(ValueError):
             rows = run_benchmark(opts.pop("config"), **opts)
-        except ValueError as err:
-            p.error(str(err))
-        print(format_summary(rows))
-        csv_path = write_csv(rows, out / "bench.csv", COLUMNS)
-        print(f"wrote {csv_path} and {plot_benchmark(rows, out / 'bench.png')}")
+            print(format_summary(rows))
+            csv_path = write_csv(rows, out / "bench.csv", COLUMNS)
+            print(f"wrote {csv_path} and {plot_benchmark(rows, out / 'bench.png')}")
         return 0
 
     p.set_defaults(handler=handler)
@@ -223,18 +258,18 @@ def _add_bench_train(sub: Any) -> None:
     def handler(args: argparse.Namespace) -> int:
         from pat_lite.bench.common import write_csv
         from pat_lite.bench.training_cost import TRAIN_COLUMNS, format_train_summary, run_train_benchmark
+        from pat_lite.utils.device import check_device
+        from pat_lite.utils.output import writing_to
 
-        try:
+        with writing_to(args.out, "--out") as out, _as_user_error(ValueError):
             rows = run_train_benchmark(
                 args.config, num_layers=args.num_layers or None, batch_size=args.batch_size,
                 seq_len=args.seq_len, steps=args.steps, warmup=args.warmup, lora_r=args.lora_r,
-                pruning_ratio=args.ratio, hio_rank=args.hio_rank, dtype=args.dtype, device=args.device,
-                threads=args.threads, memory=args.memory,
+                pruning_ratio=args.ratio, hio_rank=args.hio_rank, dtype=args.dtype,
+                device=check_device(args.device), threads=args.threads, memory=args.memory,
             )  # fmt: skip
-        except ValueError as err:
-            p.error(str(err))
-        print(format_train_summary(rows))
-        print(f"wrote {write_csv(rows, Path(args.out) / 'bench_train.csv', TRAIN_COLUMNS)}")
+            print(format_train_summary(rows))
+            print(f"wrote {write_csv(rows, out / 'bench_train.csv', TRAIN_COLUMNS)}")
         return 0
 
     p.set_defaults(handler=handler)
@@ -318,12 +353,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
-        _add_train, _add_demo, _add_eval, _add_bench, _add_bench_train, _add_build_tiny_base, _add_reproduce
+        _add_train,
+        _add_demo,
+        _add_eval,
+        _add_bench,
+        _add_bench_train,
+        _add_build_tiny_base,
+        _add_reproduce,
     ):
         add(sub)
     for command in sub.choices.values():  # also accepted after the command: pat-lite train --debug ...
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
+
+
+def _end_progress_bars() -> None:
+    """Close the progress bars an error left open (training's, lm-eval's): a bar's line ends without a
+    newline until it is closed, and the one error line must start a line of its own."""
+    tqdm = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,8 +382,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PatLiteError as err:
         if args.debug:
             raise
+        _end_progress_bars()
         # One line; only EvaluationDataUnavailable adds lines below it: the datasets and how to fetch them.
         print(f"pat-lite: error: {str(err).strip()}", file=sys.stderr)
+        return USER_ERROR_STATUS
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: what was saved and how to go on, if the command knows
+        if args.debug:
+            raise
+        _end_progress_bars()
+        detail = one_line(interrupt)
+        print(f"pat-lite: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
+        return INTERRUPTED_STATUS
+    except OSError as err:  # a full disk anywhere a command wrote without knowing it
+        if args.debug or err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        from pat_lite.utils.output import no_space_error
+
+        _end_progress_bars()
+        folder = Path(err.filename).parent if err.filename else Path.cwd()
+        print(
+            f"pat-lite: error: {no_space_error(folder, f'writing {err.filename or folder}')}", file=sys.stderr
+        )
         return USER_ERROR_STATUS
     if isinstance(result, dict):
         print(json.dumps(result, indent=2, default=str))

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, GemmaConfig, LlamaConfig, PretrainedConfig
 
+from pat_lite.utils.checkpoints import looks_like_path
 from pat_lite.utils.errors import ConfigError
 
 #: Model shapes by name (the real models' configs, so no download is needed to time them).
@@ -111,6 +112,11 @@ def resolve_config(config_or_name: PretrainedConfig | str, num_layers: int | Non
         config.name_or_path = config_or_name
     else:
         name = str(config_or_name)
+        if looks_like_path(name) and not os.path.exists(name):
+            raise BenchConfigError(
+                f"no model folder at {name}: no such file or folder; give a preset ({', '.join(PRESETS)}) "
+                "or a local folder holding config.json"
+            )
         try:
             config = AutoConfig.from_pretrained(name)
         except (OSError, ValueError) as err:

@@ -55,6 +55,7 @@ from pat_lite.bench.real_weights import real_checkpoint, save_real_variants, wan
 from pat_lite.bench.report import format_summary, plot_benchmark  # re-exported: notebook 04 imports them here
 from pat_lite.bench.runtime import Engine, Runtime, compile_settings, to_in_out_layout
 from pat_lite.core.arch import check_ratio, check_width, head_dim, shrunk_config, width_for_ratio
+from pat_lite.utils.device import check_device
 
 __all__ = ["COLUMNS", "DEFAULT_OPTIONS", "format_summary", "ideal_speedup", "plot_benchmark", "run_benchmark"]
 
@@ -283,6 +284,7 @@ def run_benchmark(
     `memory`: one extra pass per model for peak memory.
     """
     check_ratio(ratio)
+    check_device(device)
     parsed_runtimes = _check_options(dtypes, batch_sizes, repeats, context, decode_tokens, runtimes)
     name = config_or_name if isinstance(config_or_name, str) else ""
     real = bool(name) and wants_real_weights(name, weights)

@@ -32,6 +32,7 @@ from pat_lite.bench.common import (
     worker_output,
 )
 from pat_lite.core.arch import check_ratio
+from pat_lite.utils.device import check_device
 
 METHODS = ("lora", "pat")
 TRAIN_COLUMNS = [
@@ -148,7 +149,7 @@ def run_train_benchmark(
     if dtype not in DTYPES:
         raise BenchConfigError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     config = resolve_config(config_or_name, num_layers)
-    if device == "auto":
+    if check_device(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     build = dict(dtype=dtype, device=device, lora_r=lora_r, pruning_ratio=pruning_ratio, hio_rank=hio_rank)
     common = dict(batch_size=batch_size, seq_len=seq_len, threads=threads, **build)

@@ -35,8 +35,10 @@ from pat_lite.evaluation import paper_tasks
 from pat_lite.evaluation.paper_tasks import PAPER14, PAPER_REPORTED_AVERAGES, TASKS_DIR
 from pat_lite.evaluation.realtext_tasks import REALTEXT_TASKS
 from pat_lite.utils.atomic import atomic_write_text
-from pat_lite.utils.checkpoints import check_model_folder
-from pat_lite.utils.errors import ConfigError, DataError, PatLiteError
+from pat_lite.utils.checkpoints import check_model_folder, loading_errors
+from pat_lite.utils.device import check_device
+from pat_lite.utils.errors import ConfigError, DataError, NumericalError, PatLiteError
+from pat_lite.utils.output import writing_to
 
 __all__ = [
     "EvaluationDataUnavailable",
@@ -50,6 +52,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCORINGS = ("loglik", "paper")
+#: The task-set names `resolve_tasks` expands (each given alone, not inside a list of tasks).
+TASK_SETS = ("toy", "paper14", "realtext")
 #: Task-name prefixes of this project's YAMLs: these need no index of lm-eval's own tasks (~8 s to build).
 PROJECT_TASK_PREFIXES = ("pat_", "toy_", "realtext_")
 #: Perplexity metrics of rolling log-likelihood tasks, the headline first (lower is better).
@@ -141,6 +145,14 @@ def resolve_tasks(
         set_name = "custom"
         if not names:
             raise ConfigError(f"no evaluation tasks given; {_valid_task_names()}")
+        sets = [n for n in names if n in TASK_SETS]
+        if sets:
+            raise ConfigError(
+                f"{sets[0]} is a task set: give it alone (--tasks {sets[0]}), not in a list of tasks"
+            )
+        repeated = sorted({n for n in names if [m.lower() for m in names].count(n.lower()) > 1})
+        if repeated:
+            raise ConfigError(f"the tasks list {', '.join(repeated)} more than once: give each task once")
     by_label = {t.label.lower(): t for t in PAPER14}
     labels = {t.loglik: t.label for t in PAPER14} | {t.paper: t.label for t in PAPER14}
     refs = []
@@ -318,12 +330,41 @@ def evaluate(
     ``out_dir``: also write ``eval_<set>_<scoring>.json`` and ``.md``. ``log_samples``: keep per-document
     records under ``"samples"``. Raises :class:`EvaluationDataUnavailable` before loading any model.
 
-    Inputs are checked first (ConfigError / CheckpointError, one line each): ``limit`` > 0, known tasks,
-    available datasets, then a model folder that exists and loads (a pat_lite run folder stands for its
-    ``merged/`` model).
+    Inputs are checked first (ConfigError / CheckpointError, one line each): ``limit`` > 0, the device,
+    ``out_dir`` (a writable folder, not in use by another command: held until the results are written),
+    known tasks, available datasets, then a model folder that exists and loads (a pat_lite run folder
+    stands for its ``merged/`` model). Logits that are not finite (NaN, inf) stop the evaluation with a
+    NumericalError naming the model: a broken model would otherwise score at chance without a word.
     """
     if limit is not None and not limit > 0:
         raise ConfigError(f"limit={limit}: give a number of documents per task (≥ 1) or a fraction in (0, 1)")
+    check_device(device)
+    settings = dict(
+        tasks=tasks, scoring=scoring, limit=limit, batch_size=batch_size, device=device, toy_dir=toy_dir,
+        max_gen_toks=max_gen_toks, task_overrides=task_overrides, log_samples=log_samples,
+    )  # fmt: skip
+    if out_dir is None:
+        return _evaluate(model_or_path, tokenizer, **settings)
+    with writing_to(out_dir, "--out-dir") as folder:
+        results = _evaluate(model_or_path, tokenizer, **settings)
+        write_results(results, folder)
+    return results
+
+
+def _evaluate(
+    model_or_path: Any,
+    tokenizer: Any,
+    tasks: str | list[str],
+    scoring: str,
+    limit: int | float | None,
+    batch_size: int,
+    device: str | None,
+    toy_dir: str | os.PathLike | None,
+    max_gen_toks: int | None,
+    task_overrides: dict[str, dict[str, Any]] | None,
+    log_samples: bool,
+) -> dict[str, Any]:
+    """`evaluate` once its arguments are checked (and its output folder held)."""
     import lm_eval
     from lm_eval.evaluator import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -345,7 +386,11 @@ def evaluate(
         import torch
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        lm = HFLM(pretrained=str(model_or_path), tokenizer=tokenizer, batch_size=batch_size, device=device)
+        local = model_or_path if Path(model_or_path).is_dir() else None
+        with loading_errors(local):
+            lm = HFLM(
+                pretrained=str(model_or_path), tokenizer=tokenizer, batch_size=batch_size, device=device
+            )
         model_name = str(model_or_path)
     else:
         if tokenizer is None:
@@ -353,6 +398,7 @@ def evaluate(
         was_training = model_or_path.training
         lm = HFLM(pretrained=model_or_path, tokenizer=tokenizer, batch_size=batch_size)
         model_name = type(model_or_path).__name__
+    check = lm.model.register_forward_hook(_finite_logits_check(model_name))
     try:
         out = simple_evaluate(
             model=lm,
@@ -364,6 +410,7 @@ def evaluate(
             gen_kwargs={"max_gen_toks": max_gen_toks} if max_gen_toks else None,
         )
     finally:
+        check.remove()
         if was_training:
             model_or_path.train()
     per_task: dict[str, dict[str, Any]] = {}
@@ -405,9 +452,25 @@ def evaluate(
             ]
             for name in out.get("samples", {})
         }
-    if out_dir is not None:
-        write_results(results, out_dir)
     return results
+
+
+def _finite_logits_check(model_name: str):
+    """A forward hook that raises NumericalError when the model's logits hold NaN or infinity."""
+    import torch
+
+    def hook(module: Any, args: Any, output: Any) -> None:
+        logits = getattr(output, "logits", None)
+        if logits is None and isinstance(output, (tuple, list)) and output:
+            logits = output[0]
+        if isinstance(logits, torch.Tensor) and not torch.isfinite(logits).all():
+            bad = int((~torch.isfinite(logits)).sum())
+            raise NumericalError(
+                f"{model_name} returns logits that are not finite ({bad} of {logits.numel()} NaN or inf): "
+                "its weights are broken (a diverged training run?); its scores would mean nothing"
+            )
+
+    return hook
 
 
 # ---------------------------------------------------------------------------------------------- output

@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pat_lite.models.smollm2 import PIP_COMMAND, SMOLLM2_NAME, ensure_smollm2, smollm2_available
-from pat_lite.utils.checkpoints import check_model_folder
-from pat_lite.utils.errors import CheckpointError, PatLiteError, one_line
+from pat_lite.utils.checkpoints import check_model_folder, loading_errors
+from pat_lite.utils.errors import CheckpointError, PatLiteError
 
 #: The embedded toy model's name (pre-trained here on invented facts, `pat_lite.models.tinybase`).
 TINY_NAME = "tiny"
@@ -97,13 +97,14 @@ def load_model_and_tokenizer(name_or_path: str, dtype: str = "float32", trust_re
     local = check_model_folder(name_or_path)
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True
-        )
+        with loading_errors(local):  # a local folder's broken files: one line naming it
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(
+                name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True
+            )
     except OSError as error:
-        if local is not None:
-            raise CheckpointError(f"cannot load the model in {local}: {one_line(error)}") from error
+        if isinstance(error, CheckpointError):
+            raise
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         raise ModelUnavailableError(
             f"cannot load {name_or_path!r}: it is not a local folder and "
