@@ -86,6 +86,7 @@ def _in_use(folder: Path, fd: int, what: str) -> RunFolderError:
 
 def _acquire(folder: Path, what: str) -> _Held:
     target = lock_file(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)  # the folder's parent, which writing it creates anyway
     while True:
         try:
             fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
