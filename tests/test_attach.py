@@ -243,5 +243,5 @@ def test_bad_fixed_channel_settings_are_refused_with_the_reason():
         PATConfig(mask_mode="fixed", fixed_channels=[0, 1, 2]).resolve(llama())
     with pytest.raises(ValueError, match="index 64, beyond the hidden size 64"):
         PATConfig(target_width=4, mask_mode="fixed", fixed_channels=[0, 1, 2, 64]).resolve(llama())
-    with pytest.raises(ValueError, match="schedule must be 'released' or 'paper'"):
+    with pytest.raises(ValueError, match="schedule='faster': expected one of 'released', 'paper'"):
         PATConfig(schedule="faster")

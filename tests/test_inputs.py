@@ -130,6 +130,17 @@ FAILED_STARTS = {
                                                r"d.jsonl: data_fraction=0.1 of its 6 records leaves 0"),
     "a max_length that leaves 0 examples": (given(max_length=4), DataError,
                                             r"data.jsonl: max_length=4 leaves 0 of its 64 examples"),
+    # issue 18: accepted without a word, or refused only once the folder had been prepared
+    "gradient accumulation beyond an epoch": (
+        given(gradient_accumulation_steps=17), ConfigError,
+        r"gradient_accumulation_steps=17 is more than the 16 batches of one epoch \(64 examples, "
+        r"per_device_train_batch_size=4\)"),
+    "a pruning ratio that leaves almost nothing": (given(**{"pat.pruning_ratio": 0.999}), ConfigError,
+                                                   r"pruning ratio 0.999 keeps 0.064 of 64 channels"),
+    "an unknown logging integration": (given(report_to=["bogus"]), ConfigError,
+                                       r"^report_to: unknown logging integration\(s\) \['bogus'\]"),
+    "a logging integration not installed": (given(report_to=["wandb"]), ConfigError,
+                                            r"^report_to: wandb is not installed here \(pip install wandb\)"),
 }  # fmt: skip
 
 
@@ -218,6 +229,10 @@ BAD_RECIPES = {
                                 r"recipe.yaml: the top level must be a mapping of settings .*not a list"),
     "a scalar at the top level": ("just text\n", r"recipe.yaml: the top level must be a mapping .*not a str"),
     "a wrong value": ("max_steps: many\n", r"^max_steps='many': expected an integer"),
+    # issue 18: PyYAML kept the second `pat:` section and dropped the first without a word
+    "a key given twice": ("pat:\n  hio_rank: 8\nmax_steps: 3\npat:\n  milestone_step: 2\n",
+                          r"recipe.yaml, line 4: invalid YAML: the key 'pat' appears twice \(first on "
+                          r"line 1\)"),
 }  # fmt: skip
 
 

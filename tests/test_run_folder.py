@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from run_helpers import (
     KILLED,
+    KillAtStep,
     assert_same_results,
+    callbacks_kill,
     die,
     folder_hashes,
     run_killed,
@@ -60,30 +62,9 @@ def copy_of(run: Path, where: Path) -> Path:
     return where
 
 
-class KillAtStep(TrainerCallback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            die()
-
-
 class KillAfterSave(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         die()  # checkpoint-4 is complete on disk
-
-
-def callbacks_kill(callback: TrainerCallback):
-    """A prepare() for run_killed that makes every Trainer of the child also get `callback`."""
-    real = run_module.PATTrainer
-
-    class Killing(real):
-        def __init__(self, *args, **kwargs):
-            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), callback]
-            super().__init__(*args, **kwargs)
-
-    return lambda: setattr(run_module, "PATTrainer", Killing)
 
 
 def kill_inside_atomic_directory(name: str):
@@ -138,11 +119,17 @@ KILL_POINTS = {
 }
 
 
+def final_train_loss(run: Path) -> float:
+    """The `train_loss` of the log's last entry: the mean training loss over the whole run."""
+    return json.loads((run / "log_history.json").read_text())[-1]["train_loss"]
+
+
 def assert_finished_like_reference(out: Path, result, reference) -> None:
     ref_dir, ref_summary = reference
     assert result.summary == ref_summary and result.summary["steps"] == MAX_STEPS
     assert json.loads((out / SUMMARY).read_text()) == ref_summary
     assert_same_results(out, ref_dir)
+    assert final_train_loss(out) == final_train_loss(ref_dir)  # the log's summary too (issue 18, case 6)
     steps = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
     assert max(steps) == MAX_STEPS, f"trained past max_steps: {steps}"
     assert not leftovers(out), f"half-written leftovers: {leftovers(out)}"
@@ -289,3 +276,51 @@ def test_every_folder_of_a_run_gets_the_permissions_of_the_umask(assets, tmp_pat
     assert {"adapter", "merged", "checkpoint-2"} <= {p.name for p in folders}
     modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in folders}
     assert set(modes.values()) == {oct(0o777 & ~umask)}, modes
+
+
+def test_a_resumed_runs_log_ends_with_the_train_loss_of_the_uninterrupted_run(assets, reference, tmp_path):
+    """Issue 18, case 6: after a resume, log_history.json's final train_loss was the mean of the resumed
+    part only (10.51 vs 11.44 uninterrupted). It is the mean over every step, exactly as uninterrupted."""
+    out = tmp_path / "run"
+    assert run_killed(lambda: train(tiny_settings(assets, out)), callbacks_kill(KillAtStep(5))) == KILLED
+    train(tiny_settings(assets, out))
+    steps = [entry["loss"] for entry in json.loads((reference[0] / "log_history.json").read_text())
+             if "loss" in entry]  # fmt: skip
+    assert final_train_loss(out) == final_train_loss(reference[0])
+    assert abs(final_train_loss(out) - sum(steps) / len(steps)) < 1e-4  # logged every 2 of 6 steps: the mean
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_every_file_of_a_run_gets_the_permissions_of_the_umask(assets, tmp_path, umask):
+    """Issue 18, case 10: safetensors writes its files 0600 whatever the umask, so a group could not load
+    merged/. Every file of a run folder (checkpoints included) follows the umask, as folders do."""
+    previous = os.umask(umask)
+    try:
+        out = tmp_path / "run"
+        train(tiny_settings(assets, out, max_steps=2))
+    finally:
+        os.umask(previous)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    names = {p.relative_to(out).as_posix() for p in files}
+    safetensors = [
+        "merged/model.safetensors", "adapter/pat_state.safetensors", "mask_history.safetensors",
+        "checkpoint-2/adapter_model.safetensors", "checkpoint-2/pat_state.safetensors",
+    ]  # fmt: skip
+    assert set(safetensors) <= names
+    modes = {p.relative_to(out).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes
+
+
+def test_an_output_dir_that_is_a_symlink_stays_one_and_its_target_is_replaced(
+    assets, reference, other_run, tmp_path
+):
+    """Issue 18, case 11: replacing a run through a symlinked output_dir turned the link into a real
+    folder and left a `.link.old` symlink behind. The run is written to the link's target."""
+    target = copy_of(other_run, tmp_path / "runs" / "real")
+    link = tmp_path / "latest"
+    link.symlink_to(target, target_is_directory=True)
+    result = train(tiny_settings(assets, link, overwrite_output_dir=True))
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert_finished_like_reference(target, result, reference)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "runs"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["real"]  # no .new, .old or lock left
