@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pat_lite"
 #: Bottom to top. A module may import from its own layer and from any layer listed before it.
 LAYERS = [
     "utils", "resources", "core", "data", "evaluation", "models",
-    "baselines", "training", "bench", "study", "cli",
+    "baselines", "training", "bench", "reproduce", "demo", "notebook", "cli",
 ]  # fmt: skip
 
 

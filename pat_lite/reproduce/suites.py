@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from pat_lite.study.methods import get_method
+from pat_lite.reproduce.methods import get_method
+from pat_lite.reproduce.rows import RowSpec, config_hash, load_row, normalised
 from pat_lite.utils.errors import ConfigError
 
 
@@ -80,8 +81,6 @@ class Suite:
 
         method = get_method(spec.method)
         if method.tuned_from:
-            from pat_lite.study.reproduce import RowSpec, load_row, normalised
-
             source = normalised(replace(spec, method=method.tuned_from))
             source_row = load_row(out, RowSpec(**asdict(source)))
             model, tokenizer = load_model_and_tokenizer(str(Path(source_row["run_dir"]) / "merged"))
@@ -115,7 +114,6 @@ class Suite:
 
     def run_config(self, out: Path, spec, base: str):
         """The training run of a row: its folder (named by a hash of its settings) and TrainConfig."""
-        from pat_lite.study.reproduce import config_hash
         from pat_lite.training.config import load_train_config
 
         method = get_method(spec.method)
