@@ -159,7 +159,7 @@ class GlobalMask(nn.Module):
         freeze_fraction: float = 0.8,
         clamp: float = 10.0,
         frozen_decay_rate: float = 2.77,
-        schedule: Schedule = "released",
+        schedule: Schedule = "paper",
         fixed_channels: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
