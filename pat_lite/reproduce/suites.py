@@ -37,8 +37,6 @@ class Suite:
     extra_grids: tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...], tuple[int, ...]], ...] = ()
     threads: int = 1
     workers: int = 2
-    calibration_samples: int = 64
-    calibration_length: int = 128
     metric_units: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------------------------------ the grid
@@ -170,20 +168,11 @@ class Suite:
         return atomic_directory(folder, write)
 
     def calibration(self, tokenizer) -> list[dict[str, torch.Tensor]]:
-        """PCA calibration batches: the first tuning records, in the training template (deterministic)."""
-        from pat_lite.data.instructions import load_instruction_data
-        from pat_lite.data.prompts import format_prompt
+        """The residual-stream calibration batches of this suite's data: the same ones `train()` gives
+        PAT's informed starts (`pat_lite.data.instructions.calibration_batches`)."""
+        from pat_lite.data.instructions import calibration_batches, load_instruction_data
 
-        records = load_instruction_data(self.data, fraction=1.0).select(range(self.calibration_samples))
-        texts = [format_prompt(r["instruction"]) + r["response"] for r in records]
-        batches = []
-        for start in range(0, len(texts), 8):
-            enc = tokenizer(
-                texts[start : start + 8], return_tensors="pt", padding=True, truncation=True,
-                max_length=self.calibration_length,
-            )  # fmt: skip
-            batches.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
-        return batches
+        return calibration_batches(load_instruction_data(self.data), tokenizer)
 
     # ------------------------------------------------------------------------------------------ scores
     def evaluate(self, model, tokenizer, split: str) -> dict[str, float] | None:
