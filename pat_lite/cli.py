@@ -62,7 +62,7 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="--real: documents / cloze items evaluated")
 
     def handler(args: argparse.Namespace) -> None:
-        from pat_lite.study.demo import run_demo, run_real_demo
+        from pat_lite.demo import run_demo, run_real_demo
 
         if args.real:
             run_real_demo(
@@ -280,7 +280,7 @@ def _reproduce_command(args: argparse.Namespace) -> str:
 
 
 def _add_reproduce(sub: Any) -> None:
-    from pat_lite.study.suites import SUITES
+    from pat_lite.reproduce.suites import SUITES
 
     p = sub.add_parser(
         "reproduce",
@@ -298,7 +298,7 @@ def _add_reproduce(sub: Any) -> None:
     p.add_argument("--out", default="results", help="output folder (default results/)")
 
     def handler(args: argparse.Namespace) -> int:
-        from pat_lite.study.reproduce import run_suite
+        from pat_lite.reproduce.runner import run_suite
 
         command = _reproduce_command(args)
         result = run_suite(
@@ -318,7 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
-        _add_train, _add_demo, _add_eval, _add_bench, _add_bench_train, _add_build_tiny_base, _add_reproduce
+        _add_train,
+        _add_demo,
+        _add_eval,
+        _add_bench,
+        _add_bench_train,
+        _add_build_tiny_base,
+        _add_reproduce,
     ):
         add(sub)
     for command in sub.choices.values():  # also accepted after the command: pat-lite train --debug ...

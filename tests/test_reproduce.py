@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from pat_lite import cli
-from pat_lite.study.methods import get_method
-from pat_lite.study.reproduce import RowSpec, config_hash, mean_std, normalised, select_learning_rate
-from pat_lite.study.suites import SUITES, get_suite
+from pat_lite.reproduce.methods import get_method
+from pat_lite.reproduce.report import mean_std
+from pat_lite.reproduce.rows import RowSpec, config_hash, normalised
+from pat_lite.reproduce.runner import select_learning_rate
+from pat_lite.reproduce.suites import SUITES, get_suite
 from pat_lite.utils.errors import PatLiteError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +88,7 @@ def test_equal_settings_share_a_run_folder_and_any_difference_does_not():
 
 
 def test_the_learning_rate_is_chosen_on_validation_and_ties_go_to_the_smaller_rate(tmp_path, monkeypatch):
-    from pat_lite.study import reproduce
+    from pat_lite.reproduce import runner as reproduce
 
     suite = get_suite("toy")
     suite = replace(suite, learning_rates=(1e-3, 2e-3, 4e-3))
@@ -143,7 +145,7 @@ def test_the_committed_toy_pat_row_re_runs_within_one_point(tmp_path):
 
 
 def test_the_committed_tables_sit_beside_the_paper_with_our_means():
-    from pat_lite.study.results_view import beside_paper, load_results, main_table
+    from pat_lite.reproduce.results_view import beside_paper, load_results, main_table
 
     committed = {suite: load_results(suite, RESULTS) for suite in sorted(SUITES)}
     table1 = beside_paper(committed)

@@ -82,7 +82,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None, progress: bool = True
     if cfg.max_train_samples:
         data = data.select(range(min(cfg.max_train_samples, len(data))))
     set_seed(cfg.seed)  # LoRA and HSM initialisation draw from the global RNG: same seed, same run
-    model, tokenizer = _build_model(cfg)
+    model, tokenizer = _build_model(cfg, data)
     with args.main_process_first(desc="tokenizing"):
         dataset = build_sft_dataset(data, tokenizer, cfg.max_length, source=cfg.data)
 
@@ -116,10 +116,10 @@ def train(cfg: TrainConfig, callbacks: list | None = None, progress: bool = True
     return finish_run(cfg, plan, trainer, model, tokenizer)
 
 
-def _build_model(cfg: TrainConfig):
+def _build_model(cfg: TrainConfig, data):
     """The base model with PAT and LoRA; a setting that does not fit the model becomes a ConfigError."""
     try:
-        return build_model(cfg)
+        return build_model(cfg, data)
     except PatLiteError:
         raise
     except ValueError as err:  # a width PAT cannot cut this model to, an unsupported architecture, LoRA

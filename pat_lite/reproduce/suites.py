@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from pat_lite.study.methods import get_method
+from pat_lite.reproduce.methods import get_method
+from pat_lite.reproduce.rows import RowSpec, config_hash, load_row, normalised
 from pat_lite.utils.errors import ConfigError
 
 
@@ -36,8 +37,6 @@ class Suite:
     extra_grids: tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...], tuple[int, ...]], ...] = ()
     threads: int = 1
     workers: int = 2
-    calibration_samples: int = 64
-    calibration_length: int = 128
     metric_units: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------------------------------ the grid
@@ -80,8 +79,6 @@ class Suite:
 
         method = get_method(spec.method)
         if method.tuned_from:
-            from pat_lite.study.reproduce import RowSpec, load_row, normalised
-
             source = normalised(replace(spec, method=method.tuned_from))
             source_row = load_row(out, RowSpec(**asdict(source)))
             model, tokenizer = load_model_and_tokenizer(str(Path(source_row["run_dir"]) / "merged"))
@@ -115,7 +112,6 @@ class Suite:
 
     def run_config(self, out: Path, spec, base: str):
         """The training run of a row: its folder (named by a hash of its settings) and TrainConfig."""
-        from pat_lite.study.reproduce import config_hash
         from pat_lite.training.config import load_train_config
 
         method = get_method(spec.method)
@@ -172,20 +168,11 @@ class Suite:
         return atomic_directory(folder, write)
 
     def calibration(self, tokenizer) -> list[dict[str, torch.Tensor]]:
-        """PCA calibration batches: the first tuning records, in the training template (deterministic)."""
-        from pat_lite.data.instructions import load_instruction_data
-        from pat_lite.data.prompts import format_prompt
+        """The residual-stream calibration batches of this suite's data: the same ones `train()` gives
+        PAT's informed starts (`pat_lite.data.instructions.calibration_batches`)."""
+        from pat_lite.data.instructions import calibration_batches, load_instruction_data
 
-        records = load_instruction_data(self.data, fraction=1.0).select(range(self.calibration_samples))
-        texts = [format_prompt(r["instruction"]) + r["response"] for r in records]
-        batches = []
-        for start in range(0, len(texts), 8):
-            enc = tokenizer(
-                texts[start : start + 8], return_tensors="pt", padding=True, truncation=True,
-                max_length=self.calibration_length,
-            )  # fmt: skip
-            batches.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
-        return batches
+        return calibration_batches(load_instruction_data(self.data), tokenizer)
 
     # ------------------------------------------------------------------------------------------ scores
     def evaluate(self, model, tokenizer, split: str) -> dict[str, float] | None:

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pat_lite.study.methods import get_method
+from pat_lite.reproduce.methods import get_method
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def format_values(values: list[float], unit: str) -> str:
     """ "mean" or "mean ± std" (sample std), one decimal for percentages and large values, two otherwise."""
-    mean = statistics.fmean(values)
+    mean, std = mean_std(values)
     digits = 1 if unit == "%" else (1 if mean >= 100 else 2)
     if len(values) == 1:
         return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def aggregate(rows: list[dict[str, Any]], ratio: float, steps: int) -> dict[str, dict[str, list[float]]]:
@@ -102,8 +108,7 @@ def plot_suite(result: dict[str, Any], suite, path: str | Path) -> Path:
     fig = Figure(figsize=(4.8 * len(metrics), 0.38 * len(names) + 1.6))
     axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
-        means = [statistics.fmean(table[n][metric]) for n in names]
-        stds = [statistics.stdev(table[n][metric]) if len(table[n][metric]) > 1 else 0.0 for n in names]
+        means, stds = zip(*(mean_std(table[n][metric]) for n in names), strict=True)
         colours = ["tab:red" if n.startswith("pat") else "tab:grey" if n in ("dense", "lora") else "tab:blue"
                    for n in names]  # fmt: skip
         ax.barh(range(len(names)), means, xerr=stds, color=colours, alpha=0.85, capsize=2)

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from pat_lite.baselines.pca import Calibration, visit_residual_reads
 from pat_lite.core.mask import kept_channels
+from pat_lite.core.residual import Calibration, visit_residual_reads
 from pat_lite.core.slicing import norm_channels, writer_norms
 from pat_lite.training.trainer import MASK_HISTORY, PAT_STATE, load_mask_history
 

@@ -20,56 +20,25 @@ The protocol (fixed before any result was looked at, the same for every method):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
-import statistics
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pat_lite.study.diagnostics import diagnose, diagnostics_markdown
-from pat_lite.study.methods import Method, get_method
-from pat_lite.study.suites import Suite, get_suite
+from pat_lite.reproduce.diagnostics import diagnose, diagnostics_markdown
+from pat_lite.reproduce.methods import Method, get_method
+from pat_lite.reproduce.rows import ROWS_DIR, RowSpec, load_row, normalised, row_path
+from pat_lite.reproduce.suites import Suite, get_suite
 from pat_lite.utils.atomic import atomic_write_text
 from pat_lite.utils.environment import environment
-
-ROWS_DIR = "rows"
-
-
-@dataclass(frozen=True)
-class RowSpec:
-    """One row of a study: a method at one ratio, seed, run length and learning rate."""
-
-    suite: str
-    method: str
-    ratio: float
-    seed: int
-    steps: int
-    learning_rate: float | None
-
-    def label(self) -> str:
-        lr = "none" if self.learning_rate is None else f"{self.learning_rate:g}"
-        return f"{self.method}__r{self.ratio:g}__s{self.seed}__n{self.steps}__lr{lr}"
-
-
-def normalised(spec: RowSpec) -> RowSpec:
-    """Drop what a method does not depend on: `dense` ignores everything, full-width LoRA the ratio."""
-    method = get_method(spec.method)
-    if not method.uses_learning_rate:
-        return replace(
-            spec, seed=0, steps=0, learning_rate=None, ratio=0.0 if not method.pruned else spec.ratio
-        )
-    if not method.pruned:
-        return replace(spec, ratio=0.0)
-    return spec
 
 
 # -------------------------------------------------------------------------------------------- planning
@@ -105,15 +74,6 @@ def _grid(suite: Suite, methods, seeds, ratios, steps) -> list[tuple[str, float,
 
 
 # ------------------------------------------------------------------------------------------- execution
-def _row_path(out: Path, spec: RowSpec) -> Path:
-    return out / "runs" / spec.suite / ROWS_DIR / f"{spec.label()}.json"
-
-
-def load_row(out: Path, spec: RowSpec) -> dict[str, Any] | None:
-    path = _row_path(out, spec)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def run_rows(out: Path, specs: Iterable[RowSpec], workers: int, progress: bool = True) -> None:
     """Run every spec that has no row yet in `workers` worker processes (spawned, each runs many rows).
 
@@ -149,7 +109,7 @@ def _run_group(out: Path, group: list[RowSpec]) -> list[str]:
     """Worker side: run the rows of one group in order, each logging to its own file next to its row."""
     done = []
     for spec in group:
-        log = _row_path(out, spec).with_suffix(".log")
+        log = row_path(out, spec).with_suffix(".log")
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as handle, redirect_stdout(handle), redirect_stderr(handle):
             try:
@@ -178,7 +138,7 @@ def execute_row(out: Path, spec: RowSpec) -> dict[str, Any]:
         "environment": environment(),
         **details,
     }
-    atomic_write_text(_row_path(out, spec), json.dumps(row, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(row_path(out, spec), json.dumps(row, indent=1, sort_keys=True) + "\n")
     return row
 
 
@@ -235,7 +195,7 @@ def run_suite(
 
 def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
     """Collect every finished row of the suite under `out` into `<suite>.json/.md/.png`."""
-    from pat_lite.study.report import plot_suite, suite_markdown
+    from pat_lite.reproduce.report import plot_suite, suite_markdown
 
     rows_dir = out / "runs" / suite.name / ROWS_DIR
     rows = [json.loads(p.read_text()) for p in sorted(rows_dir.glob("*.json"))]
@@ -287,7 +247,7 @@ def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
 
 
 def diagnose_suite(out: Path, suite: Suite, rows: list[dict[str, Any]]) -> dict[str, dict]:
-    """Diagnostics (`pat_lite.study.diagnostics`) of every masked run — PAT's variants and the fixed-mask
+    """Diagnostics (`pat_lite.reproduce.diagnostics`) of every masked run — PAT's variants and the fixed-mask
     HSM baseline — of the first seed at the main ratio and run length, written to
     `<out>/<suite>-diagnostics.json`; runs diagnosed before (same run folder) are not redone."""
     from pat_lite.training.trainer import MASK_HISTORY
@@ -334,11 +294,6 @@ def _distinct(values: list[Any]) -> list[Any]:
     return list(seen.values())
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def _git_commit() -> str:
     try:
         return subprocess.run(
@@ -350,8 +305,3 @@ def _git_commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def config_hash(values: dict[str, Any]) -> str:
-    """A short stable hash of a run's effective settings (its run folder's name)."""
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
