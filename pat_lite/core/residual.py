@@ -44,7 +44,9 @@ from pat_lite.core.slicing import Fold, ResidualRole, check_plain_model, slice_h
 Calibration = torch.Tensor | Mapping[str, torch.Tensor] | Iterable[torch.Tensor | Mapping[str, torch.Tensor]]
 
 
-def _calibration_batches(calibration: Calibration) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def calibration_pairs(calibration: Calibration) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The calibration set as `(input_ids, attention_mask)` pairs, batch × length each; a clear error for
+    anything else."""
     single = isinstance(calibration, torch.Tensor | Mapping)
     batches = []
     for batch in [calibration] if single else list(calibration):
@@ -83,7 +85,7 @@ def visit_residual_reads(
     model.eval()
     try:
         with torch.no_grad():
-            for ids, attention in _calibration_batches(calibration):
+            for ids, attention in calibration_pairs(calibration):
                 current["attention"] = attention.to(device).bool()
                 model(input_ids=ids.to(device), attention_mask=attention.to(device))
     finally:

@@ -1,8 +1,10 @@
 """One row of a study: what it is (`RowSpec`), where its result lives, and the name of its training run.
 
-A row is one method at one pruning ratio, seed, run length and learning rate. Its result is one JSON file
-under `<out>/runs/<suite>/rows/` (so a crashed study resumes row by row); a training run is shared by every
-row with the same effective settings (its folder is named by `config_hash` of them).
+A row is one method at one pruning ratio, seed, run length and learning rate. Its result is one small JSON
+file under `<out>/rows/<suite>/` — committed with the results, so a crashed study, a new session or another
+machine resumes row by row — while its training run lives under `<out>/runs/<suite>/` (large, not
+committed). A training run is shared by every row with the same effective settings (its folder is named by
+`config_hash` of them); rows record it relative to `<out>` (`run_folder` resolves it).
 """
 
 from __future__ import annotations
@@ -46,8 +48,17 @@ def normalised(spec: RowSpec) -> RowSpec:
     return spec
 
 
+def rows_dir(out: Path, suite: str) -> Path:
+    return Path(out) / ROWS_DIR / suite
+
+
 def row_path(out: Path, spec: RowSpec) -> Path:
-    return out / "runs" / spec.suite / ROWS_DIR / f"{spec.label()}.json"
+    return rows_dir(out, spec.suite) / f"{spec.label()}.json"
+
+
+def run_folder(out: Path, row: dict[str, Any]) -> Path | None:
+    """The training run folder a row records (relative to `out`; older rows hold absolute paths)."""
+    return Path(out) / row["run_dir"] if row.get("run_dir") else None
 
 
 def load_row(out: Path, spec: RowSpec) -> dict[str, Any] | None:
