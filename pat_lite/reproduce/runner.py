@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pat_lite.reproduce.cut_table import cut_quality_table
 from pat_lite.reproduce.diagnostics import diagnose, diagnostics_markdown
 from pat_lite.reproduce.methods import Method, get_method
 from pat_lite.reproduce.rows import RowSpec, load_row, normalised, row_path, rows_dir, run_folder
@@ -233,6 +234,8 @@ def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
     from pat_lite.reproduce.report import plot_suite, suite_markdown
 
     rows = [json.loads(p.read_text()) for p in sorted(rows_dir(out, suite.name).glob("*.json"))]
+    if rows:  # a partial study (e.g. a quick --steps 20 run) reports at its own sweep point
+        suite = _sweep_point(suite, [(r["method"], r["ratio"], r["seed"], r["steps"]) for r in rows])
     chosen: dict[str, float | None] = {}
     for row in rows:
         method = get_method(row["method"])
@@ -273,7 +276,7 @@ def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
     }
     atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
     diagnostics = diagnose_suite(out, suite, rows)
-    markdown = suite_markdown(result, suite)
+    markdown = suite_markdown(result, suite, cut_quality_table(out, suite, rows))
     if diagnostics:
         markdown += "\n" + "\n".join(
             [

@@ -44,6 +44,11 @@ class Suite:
     extra_grids: tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...], tuple[int, ...]], ...] = ()
     #: The methods `BEST_CANDIDATES` chooses among (our variants of PAT).
     candidates: tuple[str, ...] = ()
+    #: The cut-quality table's measure: a metric of every row (`metrics[cut_metric]`) that `cut_score`
+    #: computes for an untuned cut model too, its description and direction.
+    cut_metric: str = "average"
+    cut_measure: str = "the toy average accuracy, test split"
+    cut_lower_is_better: bool = False
     threads: int = 1
     workers: int = 2
     metric_units: dict[str, str] = field(default_factory=dict)
@@ -234,6 +239,14 @@ class Suite:
             "heldout_loss": self.heldout_loss(model, tokenizer),
         }
 
+    def cut_score(self, model, tokenizer) -> float:
+        """The cut-quality measure of one model: the same computation as the rows' `cut_metric`."""
+        if self.cut_metric == "heldout_loss":
+            return self.heldout_loss(model, tokenizer)
+        from pat_lite.evaluation.mc import toy_scores
+
+        return float(toy_scores(model, tokenizer, split="test")[self.cut_metric])
+
     def heldout_loss(self, model, tokenizer) -> float:
         """Mean next-token loss on the first tokens of the held-out documents
         (`pat_lite.evaluation.heldout_loss`): the unit the cut-quality table shares with tuned models."""
@@ -330,6 +343,9 @@ SUITES: dict[str, Suite] = {
             (("prune-ft-pca", BEST_PAT), (0.25,), (0,), (1000,)),
         ),  # fmt: skip
         candidates=OUR_VARIANTS,
+        cut_metric="heldout_loss",
+        cut_measure="the mean next-token loss on the first 4,096 tokens of the held-out documents",
+        cut_lower_is_better=True,
         # Two rows at a time with one thread each: on 2 shared cores one thread per process was measured
         # much faster than two (a step of 4 x 128 tokens: ~7 s CPU with one thread).
         threads=1,
