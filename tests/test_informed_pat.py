@@ -9,13 +9,13 @@ import json
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from run_helpers import tiny_settings
 from tiny_models import TINY_CONFIGS, tiny_checkpoint, tiny_model, token_batch, write_instruction_file
 
 from pat_lite import PATConfig, attach_pat, get_pat, merge_pat, set_pat_step
 from pat_lite.core.mask import kept_channels, sparsity_loss, top_channels
 from pat_lite.core.residual import residual_energy
 from pat_lite.core.slicing import norm_channels
-from pat_lite.training.config import load_train_config
 from pat_lite.training.run import train
 from pat_lite.training.trainer import load_mask_history
 
@@ -117,14 +117,9 @@ def assets(tmp_path_factory):
 
 
 def _run(assets, out, **pat):
-    base, data = assets
-    values = {
-        "model": str(base), "data": str(data), "output_dir": str(out), "max_steps": 12,
-        "per_device_train_batch_size": 4, "learning_rate": 0.05, "warmup_steps": 0, "logging_steps": 1,
-        "save_steps": 100, "max_length": 32, "report_to": [], "pat.hio_rank": 4, "pat.milestone_step": 4,
-        **{f"pat.{k}": v for k, v in pat.items()},
-    }  # fmt: skip
-    return train(load_train_config(None, settings=values), progress=False)
+    settings = {"max_steps": 12, "learning_rate": 0.05, "logging_steps": 1, "save_steps": 100}
+    pat_settings = {"pat.milestone_step": 4, **{f"pat.{k}": v for k, v in pat.items()}}
+    return train(tiny_settings(assets, out, **settings, **pat_settings), progress=False)
 
 
 def _decisions_after(history_path, step: int) -> tuple[torch.Tensor, torch.Tensor]:

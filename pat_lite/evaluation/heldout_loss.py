@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
+from pat_lite.utils.batching import right_pad
+
 __all__ = ["DEFAULT_TOKEN_BUDGET", "heldout_loss"]
 
 #: Tokens scored (SmolLM2-135M: ~15 CPU-seconds; the standard error of the mean is ~0.03 nats at this size).
@@ -55,13 +57,7 @@ def heldout_loss(
     total_loss, total_tokens = 0.0, 0
     try:
         for start in range(0, len(documents), batch_size):
-            batch = documents[start : start + batch_size]
-            width = max(len(ids) for ids in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, doc in enumerate(batch):
-                ids[row, : len(doc)] = torch.tensor(doc)
-                attention[row, : len(doc)] = 1
+            ids, attention = right_pad(documents[start : start + batch_size], pad)
             logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits.float()
             targets = ids[:, 1:].to(device)
             losses = torch.nn.functional.cross_entropy(
