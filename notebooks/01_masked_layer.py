@@ -59,7 +59,7 @@ from pat_lite.core.mask import (
     kept_channels,
     sparsity_loss,
 )
-from pat_lite.study.notebook import setup, show_source
+from pat_lite.notebook.page import setup, show_source
 
 OUT = setup(output_dir)
 torch.manual_seed(seed)

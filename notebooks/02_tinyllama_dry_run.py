@@ -56,8 +56,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from pat_lite.data.prompts import format_prompt
 from pat_lite.evaluation.lmeval import evaluate
 from pat_lite.models.loading import load_model_and_tokenizer, resolve_model
-from pat_lite.study import plots
-from pat_lite.study.notebook import setup
+from pat_lite.notebook import plots
+from pat_lite.notebook.page import setup
 from pat_lite.training.config import load_train_config
 from pat_lite.training.run import train
 

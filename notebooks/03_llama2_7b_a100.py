@@ -54,9 +54,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pat_lite.data.instructions import DatasetUnavailableError, format_prompt
 from pat_lite.models.loading import ModelUnavailableError
+from pat_lite.notebook.page import setup
+from pat_lite.notebook.plots import mask_outcome, plot_training_log, quiet_mask_count_warning
 from pat_lite.resources import configs_dir
-from pat_lite.study.notebook import setup
-from pat_lite.study.plots import mask_outcome, plot_training_log, quiet_mask_count_warning
 from pat_lite.training.config import load_train_config
 from pat_lite.training.run import train
 

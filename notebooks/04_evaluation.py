@@ -71,9 +71,9 @@ from pat_lite.evaluation.lmeval import (
     resolve_tasks,
     to_markdown,
 )
-from pat_lite.study import evaluation_report as report
-from pat_lite.study.notebook import setup
-from pat_lite.study.plots import mask_outcome, quiet_mask_count_warning
+from pat_lite.notebook import evaluation as report
+from pat_lite.notebook.page import setup
+from pat_lite.notebook.plots import mask_outcome, quiet_mask_count_warning
 from pat_lite.training.run import pat_train
 
 OUT = setup(output_dir)
@@ -246,7 +246,7 @@ print("paper: 1.33x faster time to first token for the pruned Llama-2 models (A1
 # lower is better; cloze: 4 choices, a guess scores 25 %).
 
 # %%
-from pat_lite.study.results_view import beside_paper, load_results, main_table
+from pat_lite.reproduce.results_view import beside_paper, load_results, main_table
 
 committed = {suite: load_results(suite, "results") for suite in ("toy", "smollm2")}
 display(main_table(committed["smollm2"]))

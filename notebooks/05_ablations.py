@@ -49,9 +49,9 @@ from IPython.display import display
 
 from pat_lite.data.toyworld import FAMILIES, load_toy_eval
 from pat_lite.evaluation.mc import chance_accuracy, multiple_choice_accuracy
-from pat_lite.study import ablation_report as report
-from pat_lite.study.notebook import setup
-from pat_lite.study.plots import mask_outcome, quiet_mask_count_warning
+from pat_lite.notebook import ablations as report
+from pat_lite.notebook.page import setup
+from pat_lite.notebook.plots import mask_outcome, quiet_mask_count_warning
 
 OUT = setup(output_dir)
 items = [item for family in FAMILIES for item in load_toy_eval(family)[:eval_limit]]
@@ -62,7 +62,7 @@ print(f"a uniform guess among each question's choices scores {100 * chance_accur
 # ## The runs
 #
 # One full-PAT run per ratio, its two ablations, and the rank sweep. Every run uses the same data, steps and
-# seed; only the named setting differs. `pat_lite.study.ablation_report.run_ablation` trains one of them with
+# seed; only the named setting differs. `pat_lite.notebook.ablations.run_ablation` trains one of them with
 # `pat_lite.training.run.train`, merges it and scores the merged model.
 
 # %%
@@ -145,8 +145,8 @@ display(fig)
 # other items), in %.
 
 # %%
-from pat_lite.study.diagnostics import plot_diagnostics, summary_row
-from pat_lite.study.results_view import beside_paper, load_diagnostics, load_results, main_table
+from pat_lite.reproduce.diagnostics import plot_diagnostics, summary_row
+from pat_lite.reproduce.results_view import beside_paper, load_diagnostics, load_results, main_table
 
 toy = load_results("toy", "results")
 display(beside_paper({"toy": toy}, table="2").round(1))

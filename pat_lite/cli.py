@@ -67,7 +67,7 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="--real: documents / cloze items evaluated")
 
     def handler(args: argparse.Namespace) -> None:
-        from pat_lite.study.demo import run_demo, run_real_demo
+        from pat_lite.demo import run_demo, run_real_demo
         from pat_lite.utils.output import writing_to
 
         output_dir = args.output_dir or ("artifacts/demo-real" if args.real else "artifacts/demo")
@@ -315,7 +315,7 @@ def _reproduce_command(args: argparse.Namespace) -> str:
 
 
 def _add_reproduce(sub: Any) -> None:
-    from pat_lite.study.suites import SUITES
+    from pat_lite.reproduce.suites import SUITES
 
     p = sub.add_parser(
         "reproduce",
@@ -331,10 +331,20 @@ def _add_reproduce(sub: Any) -> None:
     p.add_argument("--learning-rates", type=lambda t: [float(x) for x in _str_list(t)], help="the sweep")
     p.add_argument("--workers", type=int, help="rows run in parallel (fresh processes)")
     p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument(
+        "--report-only", action="store_true",
+        help="run nothing: write <suite>.json/.md/.png from the rows finished so far (during a long grid)",
+    )  # fmt: skip
 
     def handler(args: argparse.Namespace) -> int:
-        from pat_lite.study.reproduce import run_suite
+        from pat_lite.reproduce.runner import run_suite, write_suite
 
+        if args.report_only:
+            from pat_lite.reproduce.suites import get_suite
+
+            result = write_suite(Path(args.out), get_suite(args.suite), None)
+            print(f"{len(result['rows'])} finished rows; wrote {args.out}/{args.suite}.json, .md and .png")
+            return 0
         command = _reproduce_command(args)
         result = run_suite(
             args.suite, out=args.out, methods=args.methods, seeds=args.seeds, ratios=args.ratios,

@@ -13,8 +13,8 @@ from tiny_models import TINY_CONFIGS, tiny_model, token_batch
 from transformers import AutoModelForCausalLM
 
 from pat_lite import PATConfig, attach_pat
-from pat_lite.baselines import norm_cut, pca_rotation, pca_slice, rotate_residual
-from pat_lite.baselines.pca import residual_second_moment
+from pat_lite.baselines import norm_cut, pca_slice
+from pat_lite.core.residual import pca_rotation, residual_second_moment, rotate_residual
 from pat_lite.core.slicing import norm_channels, slice_hidden, writer_norms, zero_hidden_channels
 from pat_lite.evaluation.gates import norm_cut_complement
 

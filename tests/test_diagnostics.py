@@ -1,4 +1,4 @@
-"""Diagnostics of a PAT run (pat_lite.study.diagnostics): lock-in, overlaps, rank correlation, the
+"""Diagnostics of a PAT run (pat_lite.reproduce.diagnostics): lock-in, overlaps, rank correlation, the
 soft/exact gap and update sizes — checked where the right answer is known."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pat_lite.study.diagnostics import diagnose, diagnostics_markdown, lock_in_steps, rank_correlation
+from pat_lite.reproduce.diagnostics import diagnose, diagnostics_markdown, lock_in_steps, rank_correlation
 
 
 def test_rank_correlation_is_one_for_a_monotone_map_and_minus_one_for_a_reversed_one():
@@ -26,7 +26,7 @@ def test_a_channel_locks_in_at_the_first_snapshot_after_its_last_flip():
 @pytest.mark.slow
 def test_a_fixed_norm_mask_run_keeps_exactly_the_norm_set(tiny_base_path, tmp_path):
     from pat_lite.models.loading import load_model_and_tokenizer
-    from pat_lite.study.suites import get_suite
+    from pat_lite.reproduce.suites import get_suite
     from pat_lite.training.config import load_train_config
     from pat_lite.training.run import train
 

@@ -455,3 +455,21 @@ def test_pat_lite_eval_subcommand_writes_json_and_markdown(merged_checkpoint, tm
         saved = json.loads((tmp_path / f"eval_toy_{scoring}.json").read_text())
         assert saved["limit"] == 3 and all(t["n"] == 3 for t in saved["tasks"].values())
     assert "| **average** (3 tasks) |" in capsys.readouterr().out
+
+
+def test_the_heldout_loss_is_the_mean_next_token_loss_within_the_budget():
+    from tiny_models import tiny_model, word_tokenizer
+
+    from pat_lite.evaluation.heldout_loss import heldout_loss
+
+    model, tokenizer = tiny_model("llama-gqa"), word_tokenizer()
+    texts = ["the cat sat on the mat today", "a dog ran far", "one two three four five six seven eight"]
+    with torch.no_grad():  # each text alone, scored by the model's own loss (mean over predicted tokens)
+        per_text = []
+        for text in texts:
+            ids = tokenizer(text, return_tensors="pt")["input_ids"]
+            per_text.append((model(input_ids=ids, labels=ids).loss.item(), ids.shape[1] - 1))
+    total = sum(loss * n for loss, n in per_text) / sum(n for _, n in per_text)
+    assert heldout_loss(model, tokenizer, texts, token_budget=10_000) == pytest.approx(total, rel=1e-5)
+    first = per_text[0]
+    assert heldout_loss(model, tokenizer, texts, token_budget=first[1]) == pytest.approx(first[0], rel=1e-5)

@@ -42,7 +42,7 @@ FORBIDDEN = [
     r"\.sigmoid\(",
     r"F\.sigmoid\(",
 ]
-#: A code cell a reader takes in at a glance; longer logic belongs in pat_lite (pat_lite/study/).
+#: A code cell a reader takes in at a glance; longer logic belongs in pat_lite (pat_lite/notebook/).
 MAX_CODE_CELL_LINES = 25
 
 

@@ -63,38 +63,47 @@ def test_the_build_does_not_depend_on_the_process(built):
     assert json.loads(run.stdout) == built
 
 
-def test_splits_are_disjoint_by_unit_and_no_heldout_paragraph_is_tuned_on(built):
-    tune, heldout = _rows(built["tune.jsonl"]), _rows(built["heldout.jsonl"])
-    tune_units, heldout_units = {r["unit"] for r in tune}, {r["unit"] for r in heldout}
-    assert tune_units and heldout_units and not tune_units & heldout_units
-    assert all(realtext.split_of(u) == "tune" for u in tune_units)
-    assert all(realtext.split_of(u) == "heldout" for u in heldout_units)
+def test_splits_are_disjoint_by_unit_and_nothing_held_out_or_validating_is_tuned_on(built):
+    rows = {split: _rows(built[f"{split}.jsonl"]) for split in realtext.SPLITS}
+    units = {split: {r["unit"] for r in records} for split, records in rows.items()}
     manifest = json.loads(built["manifest.json"])
-    assert heldout_units <= set(manifest["units"]["heldout"]) and tune_units <= set(manifest["units"]["tune"])
-    assert not set(manifest["units"]["heldout"]) & set(manifest["units"]["tune"])
-    assert (
-        0.1
-        < len(manifest["units"]["heldout"])
-        / (len(manifest["units"]["tune"]) + len(manifest["units"]["heldout"]))
-        < 0.3
-    )
+    for split in realtext.SPLITS:
+        assert units[split] and all(realtext.split_of(u) == split for u in units[split])
+        assert units[split] <= set(manifest["units"][split])
+        for other in realtext.SPLITS:
+            assert other == split or not set(manifest["units"][split]) & set(manifest["units"][other])
+    total = sum(len(manifest["units"][split]) for split in realtext.SPLITS)
+    assert 0.1 < len(manifest["units"]["heldout"]) / total < 0.3
+    assert 0.05 < len(manifest["units"]["validation"]) / total < 0.25
 
-    tuned_paragraphs = {_key(p) for r in tune for p in re.split(r"\n\s*\n", r["response"])}
-    heldout_text = [d["text"] for d in _rows(built["eval_perplexity.jsonl"])] + [
-        r["response"] for r in heldout
-    ]
-    shared = [
-        p
-        for text in heldout_text
-        for p in re.split(r"\n\s*\n", text)
-        if len(_key(p)) >= realtext.MIN_SHARED_CHARS and _key(p) in tuned_paragraphs
-    ]
-    assert not shared, shared[:3]
+    def paragraphs(texts):
+        return {_key(p) for text in texts for p in re.split(r"\n\s*\n", text)}
+
+    tuned = paragraphs(r["response"] for r in rows["tune"])
+    validating = paragraphs(
+        [r["response"] for r in rows["validation"]]
+        + [d["text"] for d in _rows(built["validation_perplexity.jsonl"])]
+    )
+    held_out = paragraphs(
+        [r["response"] for r in rows["heldout"]] + [d["text"] for d in _rows(built["eval_perplexity.jsonl"])]
+    )
+    for earlier, later in ((held_out, validating), (held_out, tuned), (validating, tuned)):
+        shared = [p for p in earlier & later if len(p) >= realtext.MIN_SHARED_CHARS]
+        assert not shared, shared[:3]
     # the umbrella topic "compound" repeats the "with" section: it is kept once
     with_sections = [
-        r for r in tune + heldout if r["instruction"].startswith("Explain the `with` statement.")
-    ]
+        r for split in realtext.SPLITS for r in rows[split]
+        if r["instruction"].startswith("Explain the `with` statement.")
+    ]  # fmt: skip
     assert len({r["unit"] for r in with_sections}) == 1
+
+
+def test_validation_documents_come_from_validation_units_only(built):
+    units = set(json.loads(built["manifest.json"])["units"]["validation"])
+    documents = _rows(built["validation_perplexity.jsonl"])
+    assert documents and {d["unit"] for d in documents} <= units
+    assert sum(len(d["text"]) for d in documents) <= realtext.PERPLEXITY_CHARS
+    assert realtext.load_realtext_documents(split="validation") == documents
 
 
 def test_evaluation_data_comes_from_heldout_units_only(built):
@@ -150,8 +159,12 @@ def test_load_instruction_data_knows_realtext(committed):
         realtext.load_realtext_instructions("heldout")[0]["unit"]
         in realtext.read_manifest()["units"]["heldout"]
     )
+    assert (
+        realtext.load_realtext_instructions("validation")[0]["unit"]
+        in realtext.read_manifest()["units"]["validation"]
+    )
     with pytest.raises(ValueError, match="realtext split"):
-        realtext.load_realtext_instructions("validation")
+        realtext.load_realtext_instructions("test")
 
 
 # ------------------------------------------------------------------------------------- through lm-eval

@@ -1,8 +1,8 @@
-"""The toy world's recovery gate (pat_lite.study.recovery): gate checking."""
+"""The toy world's recovery gate (pat_lite.reproduce.recovery): gate checking."""
 
 from __future__ import annotations
 
-from pat_lite.study import recovery
+from pat_lite.reproduce import recovery
 
 
 def test_the_recovery_gate_names_each_split_that_gains_too_little():

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from pat_lite import cli
-from pat_lite.study.methods import get_method
-from pat_lite.study.reproduce import RowSpec, config_hash, mean_std, normalised, select_learning_rate
-from pat_lite.study.suites import SUITES, get_suite
+from pat_lite.reproduce.methods import OUR_VARIANTS, get_method
+from pat_lite.reproduce.report import mean_std
+from pat_lite.reproduce.rows import RowSpec, config_hash, normalised
+from pat_lite.reproduce.runner import select_learning_rate
+from pat_lite.reproduce.suites import SUITES, get_suite
 from pat_lite.utils.errors import PatLiteError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,9 +28,13 @@ RESULTS = REPO / "results"
 NAMED_METHODS = [
     "dense", "lora", "prune-ft-norm", "prune-ft-pca", "prune-ft-norm-hsm", "ft-prune-norm", "ft-prune-pca",
     "pat", "pat-frozen", "pat-no-identity", "pat-paper-identity", "pat-schedule-released",
-    "pat-schedule-paper", "pat-mask-lr-auto",
+    "pat-schedule-paper", "pat-mask-lr-auto", *OUR_VARIANTS,
 ]  # fmt: skip
-METRICS = {"toy": {"retention", "skill", "average"}, "smollm2": {"perplexity", "cloze"}}
+METRICS = {"toy": {"retention", "skill", "average"}, "smollm2": {"perplexity", "cloze", "heldout_loss"}}
+#: Committed results made before the current protocol of their suite (issue 16: a validation split and a
+#: learning-rate sweep for SmolLM2); re-made by the grid that runs across sessions. A strict xfail: once
+#: re-made, the marker must go.
+NOT_YET_REMADE = {"smollm2"}
 
 
 def test_every_named_method_exists_and_hio_ranks_are_parsed():
@@ -50,22 +56,41 @@ def test_the_toy_grid_has_the_compared_methods_with_three_seeds_and_the_rest_wit
     grid = get_suite("toy").full_grid()
     main = {(m, s) for m, r, s, n in grid if r == 0.25 and n == 300}
     three_seeds = ["dense", "lora", "prune-ft-norm", "prune-ft-pca", "prune-ft-norm-hsm", "ft-prune-norm",
-                   "ft-prune-pca", "pat", "pat-schedule-released", "pat-schedule-paper", "pat-frozen",
-                   "pat-no-identity"]  # fmt: skip
+                   "ft-prune-pca", "pat", "pat-schedule-released", "pat-frozen", "pat-no-identity",
+                   *OUR_VARIANTS]  # fmt: skip
     assert {(m, s) for m in three_seeds for s in (0, 1, 2)} <= main
-    assert {(m, 0) for m in NAMED_METHODS} <= main
+    # `pat` is the paper's schedule, the default: no second, identical `pat-schedule-paper` row
+    assert {(m, 0) for m in NAMED_METHODS if m != "pat-schedule-paper"} <= main
+    assert "pat-schedule-paper" not in {m for m, *_ in grid}
     assert {r for _, r, _, _ in grid} == {0.2, 0.25, 0.3}
     assert {n for _, _, _, n in grid} == {300, 600}
     assert all(s == 0 for _, r, s, n in grid if r != 0.25 or n != 300)
 
 
-def test_the_smollm2_grid_is_the_issue_list_at_25_percent_seed_0():
-    grid = get_suite("smollm2").full_grid()
-    assert {m for m, *_ in grid} == {
+def test_the_smollm2_grid_sweeps_every_method_then_runs_longer_with_seeds():
+    suite = get_suite("smollm2")
+    grid = suite.full_grid()
+    compared = ["lora", "prune-ft-norm", "prune-ft-pca", "pat"]
+    at = {n: {(m, s) for m, r, s, steps in grid if steps == n and r == 0.25} for n in (100, 300, 1000)}
+    assert {m for m, _ in at[100]} == {
         "dense", "lora", "prune-ft-norm", "prune-ft-norm-hsm", "prune-ft-pca", "ft-prune-norm",
-        "pat-schedule-released", "pat-schedule-paper",
+        "ft-prune-pca", "pat", "pat-schedule-released", *OUR_VARIANTS,
     }  # fmt: skip
-    assert {(r, s) for _, r, s, _ in grid} <= {(0.25, 0), (0.0, 0)} or all(s == 0 for _, _, s, _ in grid)
+    assert len(suite.learning_rates) >= 2 and suite.default_steps == 100
+    assert {(m, 0) for m in [*compared, *OUR_VARIANTS]} <= at[300]
+    assert {(m, s) for m in [*compared, "best-candidates:2"] for s in (1, 2)} <= at[300]
+    assert at[1000] == {("prune-ft-pca", 0), ("best-pat", 0)}
+
+
+def test_placeholders_expand_to_the_best_on_validation_never_the_test():
+    suite = get_suite("smollm2")  # perplexity: lower is better
+    validation = {"pat": 900.0, "pat-schedule-released": 5e4, "pat-energy-start": 400.0, "pat-pca": 250.0,
+                  "pat-pca-zero": 400.0, "pat-fixed-from-s0": 800.0}  # fmt: skip
+    assert suite.expand("best-candidates:2", validation) == ["pat-pca", "pat-energy-start"]  # tie: pool order
+    assert suite.expand("best-pat", validation) == ["pat-pca"]
+    assert suite.expand("lora", {}) == ["lora"]
+    with pytest.raises(PatLiteError, match="pat-pca-zero"):
+        suite.expand("best-candidates:1", {**validation, "pat-pca-zero": None})
 
 
 def test_untuned_rows_have_no_learning_rate_and_unpruned_rows_no_ratio():
@@ -86,7 +111,7 @@ def test_equal_settings_share_a_run_folder_and_any_difference_does_not():
 
 
 def test_the_learning_rate_is_chosen_on_validation_and_ties_go_to_the_smaller_rate(tmp_path, monkeypatch):
-    from pat_lite.study import reproduce
+    from pat_lite.reproduce import runner as reproduce
 
     suite = get_suite("toy")
     suite = replace(suite, learning_rates=(1e-3, 2e-3, 4e-3))
@@ -104,14 +129,25 @@ def test_mean_and_sample_std():
     assert mean_std([5.0]) == (5.0, 0.0)
 
 
-@pytest.mark.parametrize("suite", sorted(SUITES))
+@pytest.mark.parametrize(
+    "suite",
+    [
+        pytest.param(name, marks=[pytest.mark.xfail(strict=True, reason="made before the current protocol")]
+                     if name in NOT_YET_REMADE else [])
+        for name in sorted(SUITES)
+    ],
+)  # fmt: skip
 def test_the_committed_results_follow_the_schema(suite):
     result = json.loads((RESULTS / f"{suite}.json").read_text())
     assert result["suite"] == suite and len(result["git_commit"]) == 40 and result["created"]
     assert result["commands"] and all(c.startswith("pat-lite reproduce") for c in result["commands"])
+    choices = result.get("choices", {})
     specs = [
-        normalised(RowSpec(suite, m, r, seed, n, None)) for m, r, seed, n in get_suite(suite).full_grid()
+        normalised(RowSpec(suite, name, r, seed, n, None))
+        for m, r, seed, n in get_suite(suite).full_grid()
+        for name in choices.get(m) or ([] if get_suite(suite).is_placeholder(m) else [m])
     ]
+    assert all(choices.get(m) for m, *_ in get_suite(suite).full_grid() if get_suite(suite).is_placeholder(m))
     grid = {(x.method, x.ratio, x.seed, x.steps) for x in specs}
     covered = set()
     for row in result["rows"]:
@@ -143,7 +179,7 @@ def test_the_committed_toy_pat_row_re_runs_within_one_point(tmp_path):
 
 
 def test_the_committed_tables_sit_beside_the_paper_with_our_means():
-    from pat_lite.study.results_view import beside_paper, load_results, main_table
+    from pat_lite.reproduce.results_view import beside_paper, load_results, main_table
 
     committed = {suite: load_results(suite, RESULTS) for suite in sorted(SUITES)}
     table1 = beside_paper(committed)

@@ -236,7 +236,7 @@ def test_the_training_log_figure_shows_the_gap(assets, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from pat_lite.study.plots import plot_training_log
+    from pat_lite.notebook.plots import plot_training_log
 
     result = train(settings(assets, tmp_path / "run", max_steps=4))
     figure = plot_training_log(result.log_history, 48)

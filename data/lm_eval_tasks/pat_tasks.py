@@ -38,3 +38,4 @@ process_winogrande = _impl.process_winogrande
 process_wsc = _impl.process_wsc
 realtext_cloze_dataset = _realtext.realtext_cloze_dataset
 realtext_perplexity_dataset = _realtext.realtext_perplexity_dataset
+realtext_validation_perplexity_dataset = _realtext.realtext_validation_perplexity_dataset

@@ -10,6 +10,6 @@ Whether LoRA runs before or after the cut is the study's business; the fixed-cut
 """
 
 from pat_lite.baselines.norm import norm_cut
-from pat_lite.baselines.pca import pca_rotation, pca_slice, rotate_residual
+from pat_lite.baselines.pca import pca_slice
 
-__all__ = ["norm_cut", "pca_rotation", "pca_slice", "rotate_residual"]
+__all__ = ["norm_cut", "pca_slice"]

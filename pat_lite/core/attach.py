@@ -29,7 +29,15 @@ from transformers import PretrainedConfig, PreTrainedModel
 from pat_lite.core.arch import arch_spec
 from pat_lite.core.config import NORM_CRITERION, PATConfig
 from pat_lite.core.hsm import HSM
-from pat_lite.core.mask import GlobalMask, MaskKind, gate_offset, sparsity_loss
+from pat_lite.core.mask import (
+    GlobalMask,
+    MaskKind,
+    gate_offset,
+    mask_moving_steps,
+    sparsity_loss,
+    top_channels,
+)
+from pat_lite.core.residual import Calibration, pca_rotation, residual_energy, rotate_residual
 from pat_lite.core.slicing import norm_channels
 from pat_lite.utils.errors import ConfigError
 
@@ -112,11 +120,22 @@ def has_pat(model: nn.Module) -> bool:
     return isinstance(getattr(unwrap_model(model), "pat", None), PATModule)
 
 
-def attach_pat(model: nn.Module, config: PATConfig | None = None) -> nn.Module:
+def attach_pat(
+    model: nn.Module,
+    config: PATConfig | None = None,
+    calibration: Calibration | None = None,
+    rotation: torch.Tensor | None = None,
+) -> nn.Module:
     """Insert the embedding HSM, the attention and MLP HSMs of every layer and the global mask.
 
-    Works on a plain `transformers` model or a peft model wrapping one, modifies it in place and returns
-    it. PAT parameters are float32 on the model's device and trainable.
+    Works on a plain `transformers` model or a peft model wrapping one and returns the model with PAT;
+    PAT parameters are float32 on the model's device and trainable. Usually the model is modified in
+    place; with `basis="pca"` the returned model is a new one, the input rotated into its residual PCA
+    basis (exact, `pat_lite.core.residual`) — use the return value.
+
+    `calibration` (token-id batches of tuning text) is needed by `basis="pca"` and `mask_init="energy"`
+    (`PATConfig.needs_calibration`); `rotation` gives the PCA basis directly instead (e.g. the one saved
+    in a PAT state, `PATModule.rotation`).
     """
     config = config or PATConfig()
     base = unwrap_model(model)
@@ -124,6 +143,22 @@ def attach_pat(model: nn.Module, config: PATConfig | None = None) -> nn.Module:
     if has_pat(base):
         raise ValueError("PAT is already attached to this model; attach it once (or use a fresh model)")
     resolved = config.resolve(base.config)
+    if (
+        resolved.needs_calibration
+        and calibration is None
+        and not (resolved.basis == "pca" and rotation is not None and resolved.mask_init != "energy")
+    ):
+        raise ValueError(
+            f"PATConfig(basis={resolved.basis!r}, mask_init={resolved.mask_init!r}) measures the residual "
+            "stream first: pass calibration batches, attach_pat(model, config, calibration=...) "
+            "(pat_lite's train() passes the first tuning records)"
+        )
+    if resolved.basis == "pca":
+        if base is not model:
+            raise ValueError("basis='pca' rotates the base model: attach PAT before wrapping it with peft")
+        if rotation is None:
+            rotation, _ = pca_rotation(base, calibration)
+        base = model = rotate_residual(base, rotation)
     if resolved.mask_mode == "fixed" and resolved.fixed_channels == NORM_CRITERION:
         # Decided once, from the weights as they are now; the resolved config records the channels.
         channels = norm_channels(base, int(resolved.target_width)).tolist()
@@ -132,6 +167,10 @@ def attach_pat(model: nn.Module, config: PATConfig | None = None) -> nn.Module:
     layers = decoder.layers
     device = next(base.parameters()).device
     pat = PATModule(resolved, int(base.config.hidden_size), len(layers)).to(device)
+    if rotation is not None and resolved.basis == "pca":
+        pat.register_buffer("rotation", rotation.detach().to(device=device, dtype=torch.float32))
+    if resolved.mask_init != "zero":
+        pat.mask.start_from(_start_channels(base, resolved, calibration), resolved.sparsity_pull_target)
     base.pat = pat
 
     def writer_hook(name: str):
@@ -168,6 +207,14 @@ def _check_attachable(base: nn.Module) -> None:
         )
 
 
+def _start_channels(base: PreTrainedModel, config: PATConfig, calibration: Calibration | None) -> list[int]:
+    """The N channels an informed start keeps: highest activation energy, or largest writer norm."""
+    width = int(config.target_width)
+    if config.mask_init == "energy":
+        return top_channels(residual_energy(base, calibration), width).tolist()
+    return norm_channels(base, width).tolist()
+
+
 def detach_pat(model: nn.Module) -> nn.Module:
     """Remove the hooks and `model.pat`: the model computes exactly what it did before `attach_pat`."""
     base = unwrap_model(model)
@@ -192,9 +239,13 @@ def set_pat_step(model: nn.Module, step: int, total_steps: int | None = None) ->
     if step < 0 or (total_steps is not None and step > total_steps):
         bound = f"in [0, total_steps={total_steps}]" if total_steps is not None else "≥ 0"
         raise ConfigError(f"set_pat_step: step={step} must be {bound}")
+    cfg = pat.config
     if total_steps is not None or pat.mask.milestone is None:
-        pat.mask.milestone = pat.config.milestone_for(total_steps)
+        pat.mask.milestone = cfg.milestone_for(total_steps)
     pat.mask.step = step
+    if cfg.mask_mode == "trainable" and cfg.mask_after_milestone == "fixed":
+        pat.mask.hold_from = mask_moving_steps(pat.mask.milestone, cfg.schedule, cfg.mask_freeze_fraction)
+        pat.mask.hold()
 
 
 def _whole_number(name: str, value: object) -> int:

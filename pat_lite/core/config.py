@@ -14,6 +14,9 @@ from pat_lite.utils.typed import convert_fields
 
 MaskMode = Literal["trainable", "frozen", "fixed"]
 IdentityLoss = Literal["released", "paper", "off"]
+Basis = Literal["coordinates", "pca"]
+MaskInit = Literal["zero", "energy", "norm"]
+AfterMilestone = Literal["trainable", "fixed"]
 #: `fixed_channels` value that asks for the norm criterion's channels (computed when PAT is attached).
 NORM_CRITERION = "norm"
 
@@ -57,6 +60,21 @@ class PATConfig:
     #: The kept channels of `mask_mode="fixed"`: a list of N channel indices, or "norm" for the N channels
     #: of largest writer norm (`pat_lite.core.slicing.norm_channels`), computed when PAT is attached.
     fixed_channels: list[int] | str | None = None
+    #: Where W_M starts (ours, not the paper's; docs/method.md §12): "zero" (the paper: every gate at 1,
+    #: the task decides), "energy" (+pull_target on the N channels of highest activation energy on
+    #: calibration text, −pull_target on the rest: the sparsity loss is at rest there, only the task moves
+    #: W_M, and the gate fades the others out gradually) or "norm" (the same by writer norm). "energy"
+    #: needs calibration batches (`attach_pat(..., calibration=...)`; `train()` passes them).
+    mask_init: MaskInit = "zero"
+    #: The residual basis PAT prunes in (ours): "coordinates" (the paper) or "pca" — the base is first
+    #: rotated, exactly, into the PCA basis of its residual stream on calibration text (as the PCA
+    #: baseline), so channel i is the i-th principal direction; the merged model is still a plain model
+    #: of the same class. With mask_init="energy" W_M starts ±pull_target by PCA rank.
+    basis: Basis = "coordinates"
+    #: What happens to W_M once the task loss stops moving it (s0 under the paper schedule, 0.8·s0 under
+    #: the released one): "trainable" (both: the sparsity loss still moves it, so the kept set can change
+    #: after s0) or "fixed" (ours: W_M is held where it was, the kept set is final from then on).
+    mask_after_milestone: AfterMilestone = "trainable"
     #: Decay rate of the frozen-mask ablation: kept factor exp(−rate · s/s0) (§6).
     frozen_decay_rate: float = 2.77
     #: Identity loss variant (§5): "released" MSE(L0·L0ᵀ, I); "paper" adds ‖L1ᵀL1 − I‖ and a rank scale v.
@@ -86,6 +104,13 @@ class PATConfig:
         if not 0.0 < self.mask_freeze_fraction <= 1.0:
             raise ValueError(f"mask_freeze_fraction must be in (0, 1], got {self.mask_freeze_fraction}")
         self._check_fixed_channels()
+        if self.mask_mode != "trainable" and (
+            self.mask_init != "zero" or self.mask_after_milestone != "trainable"
+        ):
+            raise ValueError(
+                f"mask_init and mask_after_milestone shape a learned mask; mask_mode={self.mask_mode!r} "
+                "has none (use mask_mode='trainable')"
+            )
         if self.width_alignment is not None and self.width_alignment < 1:
             raise ValueError(f"width_alignment must be ≥ 1, got {self.width_alignment}")
 
@@ -134,6 +159,11 @@ class PATConfig:
                 raise ValueError(f"fixed_channels has index {max(channels)}, beyond the hidden size {hidden}")
             channels = sorted(int(c) for c in channels)
         return dataclasses.replace(self, target_width=width, hio_rank=rank, fixed_channels=channels)
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether attaching needs calibration batches (a PCA basis or an energy-ranked start)."""
+        return self.basis == "pca" or self.mask_init == "energy"
 
     def milestone_for(self, total_steps: int | None) -> int:
         """s0: `milestone_step`, or `milestone_fraction` of the run (the paper: 1/3 of all steps)."""

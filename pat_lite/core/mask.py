@@ -159,7 +159,7 @@ class GlobalMask(nn.Module):
         freeze_fraction: float = 0.8,
         clamp: float = 10.0,
         frozen_decay_rate: float = 2.77,
-        schedule: Schedule = "released",
+        schedule: Schedule = "paper",
         fixed_channels: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
@@ -177,9 +177,35 @@ class GlobalMask(nn.Module):
         #: Schedule state, set by `set_pat_step`; plain Python numbers so the gate needs no device sync.
         self.step = 0
         self.milestone: int | None = None
+        #: `mask_after_milestone="fixed"`: from this step on W_M is held at its value then (`hold`).
+        self.hold_from: int | None = None
+        # The held W_M and whether it is set: buffers, so that checkpoints and a resumed run carry them.
+        self.register_buffer("held", torch.zeros(width, dtype=torch.float32))
+        self.register_buffer("held_set", torch.zeros((), dtype=torch.bool))
         #: None: follow train/eval mode; "soft" or "exact": force that mask (see `force_mask`).
         self.forced: MaskKind | None = None
         self._eval_mask_cache: tuple[tuple, torch.Tensor] | None = None
+
+    def start_from(self, kept: Sequence[int], value: float) -> None:
+        """An informed start: W_M = +value on the channels `kept`, −value elsewhere (`PATConfig.mask_init`).
+        With value = the sparsity loss's pull target and |kept| = N the sparsity loss is at rest there."""
+        if self.mode != "trainable":
+            raise ValueError(f"only a trainable mask has a start to choose (mode={self.mode!r})")
+        start = torch.full((self.width,), -float(value), device=self.proxies.device)
+        start[torch.as_tensor(list(kept), dtype=torch.long, device=start.device)] = float(value)
+        with torch.no_grad():
+            self.proxies.copy_(start)
+
+    def hold(self) -> None:
+        """From `hold_from` on, keep W_M where it was at that step: the first call there records it, every
+        call puts it back (after each optimizer step, and before each forward pass)."""
+        if self.hold_from is None or self.step < self.hold_from:
+            return
+        with torch.no_grad():
+            if not bool(self.held_set):
+                self.held.copy_(self.proxies.detach())
+                self.held_set.fill_(True)
+            self.proxies.copy_(self.held)
 
     def forward(self) -> torch.Tensor:
         kind = self.forced or ("soft" if self.training else "exact")

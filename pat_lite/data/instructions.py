@@ -350,6 +350,34 @@ def records_fingerprint(dataset, batch_size: int = 10_000) -> str:
     return digest.hexdigest()[:16]
 
 
+#: Calibration text for the residual-stream statistics (the PCA baseline, PAT's informed starts): the first
+#: records of the tuning data in the training template, cut to this many tokens.
+CALIBRATION_SAMPLES = 64
+CALIBRATION_LENGTH = 128
+
+
+def calibration_batches(
+    records,
+    tokenizer,
+    samples: int = CALIBRATION_SAMPLES,
+    max_length: int = CALIBRATION_LENGTH,
+    batch_size: int = 8,
+) -> list[dict]:
+    """The first `samples` instruction records, prompt + response as in training, as padded token batches
+    (`input_ids`, `attention_mask`): deterministic, so every method that measures the residual stream of
+    one base on one data set sees the same text."""
+    rows = [records[i] for i in range(min(samples, len(records)))]
+    texts = [format_prompt(r["instruction"]) + r["response"] for r in rows]
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(
+            texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True,
+            max_length=max_length,
+        )  # fmt: skip
+        batches.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
+    return batches
+
+
 def build_sft_dataset(dataset, tokenizer, max_length: int, num_proc: int | None = None, source: str = ""):
     """Tokenize ``dataset`` (instruction/response) with :func:`tokenize_example`; drop unsupervised examples.
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
+from pat_lite.utils.batching import right_pad
+
 __all__ = ["chance_accuracy", "choice_logprobs", "multiple_choice_accuracy", "toy_scores"]
 
 TARGET_DELIMITER = " "
@@ -48,13 +50,7 @@ def choice_logprobs(model, tokenizer, items: Sequence[dict], batch_size: int = 3
     try:
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start : start + batch_size]
-            seqs = [ctx + cont for ctx, cont in chunk]
-            width = max(len(s) for s in seqs)
-            ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for row, seq in enumerate(seqs):
-                ids[row, : len(seq)] = torch.tensor(seq)
-                mask[row, : len(seq)] = 1
+            ids, mask = right_pad([ctx + cont for ctx, cont in chunk], pad_id)
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
             logprobs = torch.log_softmax(logits, dim=-1).cpu()
             for row, (ctx, cont) in enumerate(chunk):

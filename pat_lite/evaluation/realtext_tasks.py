@@ -14,6 +14,9 @@ Two tasks, YAMLs in ``data/lm_eval_tasks`` (reached through the ``pat_tasks.py``
   three distractors of similar corpus frequency, scored ``context + " " + choice`` (``acc``; ``acc_norm``
   divides by the choice's byte length). Chance is 25 %.
 
+``realtext_validation_perplexity`` is ``realtext_perplexity`` on the validation units' documents: what a
+study chooses its learning rate on (never the held-out test).
+
 Nothing here imports lm-eval.
 """
 
@@ -25,27 +28,42 @@ from typing import Any
 
 from pat_lite.data.realtext import load_realtext_cloze, load_realtext_documents, realtext_dir
 
-__all__ = ["REALTEXT_TASKS", "realtext_cloze_dataset", "realtext_perplexity_dataset"]
+__all__ = [
+    "REALTEXT_TASKS",
+    "REALTEXT_VALIDATION_TASK",
+    "realtext_cloze_dataset",
+    "realtext_perplexity_dataset",
+    "realtext_validation_perplexity_dataset",
+]
 
 #: The lm-eval tasks of the ``realtext`` task set, in report order.
 REALTEXT_TASKS = ("realtext_perplexity", "realtext_cloze")
+#: The validation task (perplexity on the validation units), for choosing hyper-parameters.
+REALTEXT_VALIDATION_TASK = "realtext_validation_perplexity"
 
 
 def _root(directory: str | os.PathLike | None) -> Path:
     return Path(directory) if directory else realtext_dir()
 
 
-def realtext_perplexity_dataset(realtext_dir: str | None = None, **_ignored: Any) -> Any:
-    """lm-eval ``custom_dataset``: ``DatasetDict({"test": eval_perplexity.jsonl})`` (text, unit, source).
+def realtext_perplexity_dataset(
+    realtext_dir: str | None = None, split: str = "heldout", **_ignored: Any
+) -> Any:
+    """lm-eval ``custom_dataset``: ``DatasetDict({"test": eval_perplexity.jsonl})`` (text, unit, source),
+    or the validation documents with ``split="validation"``.
 
     ``realtext_dir`` (a ``dataset_kwargs`` key) points at another build of the files; lm-eval's metadata
     keywords are ignored.
     """
     import datasets
 
-    return datasets.DatasetDict(
-        {"test": datasets.Dataset.from_list(load_realtext_documents(_root(realtext_dir)))}
-    )
+    documents = load_realtext_documents(_root(realtext_dir), split=split)
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(documents)})
+
+
+def realtext_validation_perplexity_dataset(realtext_dir: str | None = None, **_ignored: Any) -> Any:
+    """lm-eval ``custom_dataset`` of ``realtext_validation_perplexity``: the validation documents."""
+    return realtext_perplexity_dataset(realtext_dir, split="validation")
 
 
 def realtext_cloze_dataset(realtext_dir: str | None = None, **_ignored: Any) -> Any:

@@ -107,7 +107,7 @@ def _train(cfg: TrainConfig, args, callbacks: list | None, progress: bool) -> Tr
     if cfg.max_train_samples:
         data = data.select(range(min(cfg.max_train_samples, len(data))))
     set_seed(cfg.seed)  # LoRA and HSM initialisation draw from the global RNG: same seed, same run
-    model, tokenizer = _build_model(cfg)
+    model, tokenizer = _build_model(cfg, data)
     with args.main_process_first(desc="tokenizing"):
         dataset = build_sft_dataset(data, tokenizer, cfg.max_length, source=cfg.data)
     warning = milestone_warning(cfg, optimizer_steps(cfg, len(dataset), args.world_size))
@@ -162,10 +162,10 @@ def _resume_hint(cfg: TrainConfig, plan: RunPlan) -> str:
     return f"training in {plan.work_dir} stopped; {kept}: run the same command again to resume"
 
 
-def _build_model(cfg: TrainConfig):
+def _build_model(cfg: TrainConfig, data):
     """The base model with PAT and LoRA; a setting that does not fit the model becomes a ConfigError."""
     try:
-        return build_model(cfg)
+        return build_model(cfg, data)
     except PatLiteError:
         raise
     except ValueError as err:  # a width PAT cannot cut this model to, an unsupported architecture, LoRA

@@ -4,9 +4,10 @@
 
 - LoRA on every linear layer except lm_head (peft "all-linear"); HSMs, mask and scales in float32.
 - The mask schedule follows the Trainer's global step (set before every forward, so it is right after a
-  resume too); W_M gets its own learning rate (`mask_lr_multiplier`: 1 as in the released code, a number,
-  or "auto" — the released recipe's mask travel budget, see `mask_budget` and §10). The chosen multiplier
-  and the budget it gives are logged.
+  resume too); with `mask_after_milestone="fixed"` W_M is put back to its held value after every
+  optimizer step from the milestone on; W_M gets its own learning rate (`mask_lr_multiplier`: 1 as in
+  the released code, a number, or "auto" — the released recipe's mask travel budget, see `mask_budget`
+  and §10). The chosen multiplier and the budget it gives are logged.
 - Every logging step also logs the train/eval gap: the LM loss of the last batch under the soft (training)
   mask and under the exact 0/1 mask (`lm_loss_soft`, `lm_loss_exact`, `lm_loss_gap` = exact − soft), both
   without dropout or gradients, and keeps a snapshot of W_M (the mask history).
@@ -45,6 +46,7 @@ from pat_lite.core.attach import (
 )
 from pat_lite.core.config import PATConfig
 from pat_lite.core.identity import base_fingerprint, base_name
+from pat_lite.data.instructions import calibration_batches, load_instruction_data
 from pat_lite.models.loading import load_model_and_tokenizer
 from pat_lite.training.config import TrainConfig
 from pat_lite.training.mask_budget import LRSchedule, resolve_mask_lr
@@ -164,6 +166,10 @@ class PATTrainer(Trainer):
             self.optimizer = optimizer_cls(
                 [g for g in param_groups if g["params"]], lr=lr, **optimizer_kwargs
             )
+            # mask_after_milestone="fixed": W_M goes back to its held value after every step (momentum
+            # and the sparsity loss would move it), so the merge sees the kept set of the milestone.
+            mask = get_pat(self.model).mask
+            self.optimizer.register_step_post_hook(lambda *_: mask.hold())
         return super().create_optimizer(model)
 
     def load_final_checkpoint(self, checkpoint: str | os.PathLike) -> None:
@@ -341,28 +347,36 @@ def _state_problem(state: dict[str, torch.Tensor], expected: dict[str, torch.Ten
     return None
 
 
-def add_adapters(model, method: str, pat_config: PATConfig | None, lora):
+def add_adapters(model, method: str, pat_config: PATConfig | None, lora, calibration=None):
     """PAT (if method == "pat") and then peft LoRA/DoRA on every linear layer except lm_head.
 
-    PAT goes on first so LoRA's update on o_proj/down_proj lands inside the block the HSM hooks; peft then
-    freezes everything that is not LoRA, so PAT's parameters are made trainable again."""
+    PAT goes on first so LoRA's update on o_proj/down_proj lands inside the block the HSM hooks (and a
+    PCA basis rotates the plain base); peft then freezes everything that is not LoRA, so PAT's parameters
+    are made trainable again. `calibration`: for the PAT settings that measure the residual stream."""
     from peft import get_peft_model
 
     if method == "pat":
-        attach_pat(model, pat_config)
+        model = attach_pat(model, pat_config, calibration=calibration)
     model = get_peft_model(model, lora)
     if method == "pat":
         mark_pat_trainable(model)
     return model
 
 
-def build_model(cfg: TrainConfig):
-    """Base model (+ PAT) wrapped with peft LoRA/DoRA on every linear layer except lm_head."""
+def build_model(cfg: TrainConfig, data=None):
+    """Base model (+ PAT) wrapped with peft LoRA/DoRA on every linear layer except lm_head.
+
+    `data`: the tuning records (loaded from `cfg.data` if not given), whose first ones calibrate the PAT
+    settings that measure the residual stream (`PATConfig.needs_calibration`)."""
     from peft import LoraConfig
 
     model, tokenizer = load_model_and_tokenizer(
         cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code
     )
+    calibration = None
+    if cfg.method == "pat" and cfg.pat_config.needs_calibration:
+        records = data if data is not None else load_instruction_data(cfg.data)
+        calibration = calibration_batches(records, tokenizer)
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -371,4 +385,4 @@ def build_model(cfg: TrainConfig):
         use_dora=cfg.use_dora,
         task_type="CAUSAL_LM",
     )
-    return add_adapters(model, cfg.method, cfg.pat_config, lora), tokenizer
+    return add_adapters(model, cfg.method, cfg.pat_config, lora, calibration), tokenizer

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from pat_lite.baselines.pca import Calibration, visit_residual_reads
 from pat_lite.core.mask import kept_channels
+from pat_lite.core.residual import Calibration, rotate_residual, visit_residual_reads
 from pat_lite.core.slicing import norm_channels, writer_norms
 from pat_lite.training.trainer import MASK_HISTORY, PAT_STATE, load_mask_history
 
@@ -112,17 +112,22 @@ def diagnose(run_dir: str | Path, base_model, calibration: Calibration, top_acti
         steps = torch.tensor([int(summary.get("steps") or 0)])
     final = proxies[-1]
     kept = set(kept_channels(final, target).tolist())
-    norm_set = set(norm_channels(base_model, target).tolist())
+    pat_state = load_file(str(run_dir / "adapter" / PAT_STATE))
+    if "rotation" in pat_state:  # PAT in the PCA basis: channels are directions of the rotated base
+        base_model = rotate_residual(base_model, pat_state["rotation"].double())
     stats = residual_channel_stats(base_model, calibration)
     energy_set = set(torch.argsort(-stats["energy"])[:target].tolist())
     loudest = torch.argsort(-stats["max_abs"])[:top_activations].tolist()
+    norm_set = set(norm_channels(base_model, target).tolist())
     log = json.loads((run_dir / "log_history.json").read_text())
     gap_rows = [e for e in log if "lm_loss_exact" in e]
     locks = lock_in_steps(steps, proxies)
+    milestone = next((e["milestone"] for e in log if "milestone" in e), None)
     return {
         "width": int(final.numel()),
         "target": target,
-        "milestone": next((e["milestone"] for e in log if "milestone" in e), None),
+        "milestone": milestone,
+        **after_milestone(steps, proxies, target, milestone),
         "schedule": pat_config.get("schedule", "released"),
         "freeze_fraction": pat_config.get("mask_freeze_fraction", 0.8),
         "steps": summary.get("steps"),
@@ -139,6 +144,26 @@ def diagnose(run_dir: str | Path, base_model, calibration: Calibration, top_acti
             "exact": [e["lm_loss_exact"] for e in gap_rows],
         },
         "updates": update_sizes(run_dir, base_model),
+    }
+
+
+def after_milestone(steps: torch.Tensor, proxies: torch.Tensor, target: int, milestone) -> dict[str, Any]:
+    """What happened to the mask around s0, read at log resolution: how far W_M had moved by the last log
+    before s0 (max |W_M|), the first logged step at or after s0, and how many keep/cut decisions changed
+    between that log and the end (the kept set the paper's Eq. 6 treats as fixed from s0 on)."""
+    if milestone is None or proxies.shape[0] == 0:
+        return {"max_abs_wm_before_s0": None, "first_log_after_s0": None, "decisions_changed_after_s0": None}
+    logged = steps.tolist()
+    before = [i for i, step in enumerate(logged) if step < milestone]
+    after = [i for i, step in enumerate(logged) if step >= milestone]
+    changed = None
+    if after:
+        at_s0 = set(kept_channels(proxies[after[0]], target).tolist())
+        changed = len(at_s0 ^ set(kept_channels(proxies[-1], target).tolist())) // 2
+    return {
+        "max_abs_wm_before_s0": float(proxies[before[-1]].abs().max()) if before else None,
+        "first_log_after_s0": logged[after[0]] if after else None,
+        "decisions_changed_after_s0": changed,
     }
 
 
@@ -190,26 +215,32 @@ def summary_row(diag: dict) -> dict[str, Any]:
         "largest_activation_channels_cut": len(diag["largest_activation_channels_cut"]),
         "median_lock_in_step": locks[len(locks) // 2],
         "milestone": diag["milestone"],
+        "max_abs_wm_before_s0": diag.get("max_abs_wm_before_s0"),
+        "decisions_changed_after_s0": diag.get("decisions_changed_after_s0"),
         "final_loss_soft": gap["soft"][-1] if gap["soft"] else None,
         "final_loss_exact": gap["exact"][-1] if gap["exact"] else None,
     }
 
 
 def diagnostics_markdown(diagnostics: dict[str, dict]) -> list[str]:
-    """Markdown lines: one row per diagnosed method (the first seed's run at the main ratio and steps)."""
+    """Markdown lines: one row per diagnosed method (the first seed's run at the main ratio and steps).
+    Lock-in and the changes after s0 are read at log resolution (W_M is logged every `logging_steps`)."""
     lines = [
         "| method | kept ∩ norm set | kept ∩ energy set | chance | ρ(W_M, writer norm) | top-8 activation "
-        "channels cut | median lock-in step (s0) | LM loss soft → exact mask, last log |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "channels cut | max \\|W_M\\| before s0 | median lock-in: first log after which final (s0) | "
+        "decisions changed after s0 | LM loss soft → exact mask, last log |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for method, diag in diagnostics.items():
         s = summary_row(diag)
         soft, exact = s["final_loss_soft"], s["final_loss_exact"]
         gap = "–" if soft is None else f"{soft:.2f} → {exact:.2f}"
         overlaps = [f"{s[k]:.0%}" for k in ("overlap_norm", "overlap_energy", "chance_overlap")]
+        travel = "–" if s["max_abs_wm_before_s0"] is None else f"{s['max_abs_wm_before_s0']:.3f}"
+        changed = "–" if s["decisions_changed_after_s0"] is None else str(s["decisions_changed_after_s0"])
         lines.append(
             f"| `{method}` | {' | '.join(overlaps)} | {s['spearman_wm_vs_writer_norm']:.2f} | "
-            f"{s['largest_activation_channels_cut']} | {s['median_lock_in_step']} ({s['milestone']}) "
-            f"| {gap} |"
+            f"{s['largest_activation_channels_cut']} | {travel} | {s['median_lock_in_step']} "
+            f"({s['milestone']}) | {changed} | {gap} |"
         )
     return lines

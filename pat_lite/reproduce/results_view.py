@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from pat_lite.core.config import PATConfig
-from pat_lite.study.report import aggregate, format_values
-from pat_lite.study.suites import get_suite
+from pat_lite.reproduce.report import aggregate, format_values
+from pat_lite.reproduce.suites import get_suite
 
 #: Paper Table 1 (Llama2-7B, 14-task average, %; docs/method.md §9): our method → (paper's row, ratio → %).
 PAPER_TABLE1_LLAMA2_7B: dict[str, tuple[str, dict[float, float]]] = {

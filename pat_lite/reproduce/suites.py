@@ -14,8 +14,15 @@ from typing import Any
 
 import torch
 
-from pat_lite.study.methods import get_method
+from pat_lite.reproduce.methods import OUR_VARIANTS, get_method
+from pat_lite.reproduce.rows import RowSpec, config_hash, load_row, normalised, run_folder
 from pat_lite.utils.errors import ConfigError
+
+#: Grid placeholders, expanded once the learning-rate sweep has run (`Suite.expand`): the `N` best of the
+#: suite's `candidates`, and the best PAT variant (the paper's PAT, its released schedule, candidates), each
+#: ranked by its validation headline at the sweep point — never by a test metric.
+BEST_CANDIDATES = "best-candidates:"
+BEST_PAT = "best-pat"
 
 
 @dataclass(frozen=True)
@@ -32,16 +39,23 @@ class Suite:
     main_ratio: float
     headline: str
     higher_is_better: bool
-    #: Extra rows of the committed grid: (methods, ratios, seeds, steps).
+    #: Extra rows of the committed grid: (methods, ratios, seeds, steps); methods may use the placeholders
+    #: `BEST_CANDIDATES + "N"` and `BEST_PAT`.
     extra_grids: tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...], tuple[int, ...]], ...] = ()
+    #: The methods `BEST_CANDIDATES` chooses among (our variants of PAT).
+    candidates: tuple[str, ...] = ()
+    #: The cut-quality table's measure: a metric of every row (`metrics[cut_metric]`) that `cut_score`
+    #: computes for an untuned cut model too, its description and direction.
+    cut_metric: str = "average"
+    cut_measure: str = "the toy average accuracy, test split"
+    cut_lower_is_better: bool = False
     threads: int = 1
     workers: int = 2
-    calibration_samples: int = 64
-    calibration_length: int = 128
     metric_units: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------------------------------ the grid
     def full_grid(self) -> list[tuple[str, float, int, int]]:
+        """Every (method, ratio, seed, steps) of the committed grid, placeholders unexpanded."""
         rows = [
             (m, self.main_ratio, s, self.default_steps)
             for m in self.default_methods
@@ -50,6 +64,30 @@ class Suite:
         for methods, ratios, seeds, steps in self.extra_grids:
             rows += [(m, r, s, n) for m in methods for r in ratios for s in seeds for n in steps]
         return list(dict.fromkeys(rows))
+
+    @staticmethod
+    def is_placeholder(name: str) -> bool:
+        return name == BEST_PAT or name.startswith(BEST_CANDIDATES)
+
+    def placeholder_pool(self, name: str) -> tuple[str, ...]:
+        """The methods a placeholder chooses among."""
+        if name == BEST_PAT:
+            return tuple(dict.fromkeys(("pat", "pat-schedule-released", *self.candidates)))
+        return self.candidates
+
+    def expand(self, name: str, validation: dict[str, float | None]) -> list[str]:
+        """A method name, or the methods a placeholder stands for, given each method's validation
+        headline at the sweep point (`validation`; ties go to the earlier name in the pool)."""
+        if not self.is_placeholder(name):
+            return [name]
+        count = 1 if name == BEST_PAT else int(name[len(BEST_CANDIDATES) :])
+        pool = self.placeholder_pool(name)
+        missing = [m for m in pool if validation.get(m) is None]
+        if missing:
+            raise ConfigError(f"{name} needs the validation {self.headline} of {', '.join(missing)} first")
+        sign = -1.0 if self.higher_is_better else 1.0
+        ranked = sorted(pool, key=lambda m: (sign * validation[m], pool.index(m)))
+        return ranked[:count]
 
     def protocol(self) -> dict[str, Any]:
         """What the JSON records about how rows were produced and chosen."""
@@ -67,6 +105,7 @@ class Suite:
             ),
             "headline": self.headline,
             "higher_is_better": self.higher_is_better,
+            "candidates": list(self.candidates),
             "threads_per_row": self.threads,
         }
 
@@ -80,11 +119,9 @@ class Suite:
 
         method = get_method(spec.method)
         if method.tuned_from:
-            from pat_lite.study.reproduce import RowSpec, load_row, normalised
-
             source = normalised(replace(spec, method=method.tuned_from))
             source_row = load_row(out, RowSpec(**asdict(source)))
-            model, tokenizer = load_model_and_tokenizer(str(Path(source_row["run_dir"]) / "merged"))
+            model, tokenizer = load_model_and_tokenizer(str(run_folder(out, source_row) / "merged"))
             model = self.prune(model, tokenizer, method.prune_after, spec.ratio)
             return model, tokenizer, {"run_dir": source_row["run_dir"], "width_cut_after_tuning": True}
         if method.train is None:
@@ -101,7 +138,7 @@ class Suite:
         else:
             result = train(cfg)
             model, tokenizer = result.merged, result.tokenizer
-        return model.eval(), tokenizer, {"run_dir": str(run_dir)}
+        return model.eval(), tokenizer, {"run_dir": str(run_dir.relative_to(out))}
 
     def train_key(self, out: Path, spec) -> str | None:
         """The training run folder a row uses (None for rows that do not tune)."""
@@ -115,7 +152,6 @@ class Suite:
 
     def run_config(self, out: Path, spec, base: str):
         """The training run of a row: its folder (named by a hash of its settings) and TrainConfig."""
-        from pat_lite.study.reproduce import config_hash
         from pat_lite.training.config import load_train_config
 
         method = get_method(spec.method)
@@ -172,44 +208,54 @@ class Suite:
         return atomic_directory(folder, write)
 
     def calibration(self, tokenizer) -> list[dict[str, torch.Tensor]]:
-        """PCA calibration batches: the first tuning records, in the training template (deterministic)."""
-        from pat_lite.data.instructions import load_instruction_data
-        from pat_lite.data.prompts import format_prompt
+        """The residual-stream calibration batches of this suite's data: the same ones `train()` gives
+        PAT's informed starts (`pat_lite.data.instructions.calibration_batches`)."""
+        from pat_lite.data.instructions import calibration_batches, load_instruction_data
 
-        records = load_instruction_data(self.data, fraction=1.0).select(range(self.calibration_samples))
-        texts = [format_prompt(r["instruction"]) + r["response"] for r in records]
-        batches = []
-        for start in range(0, len(texts), 8):
-            enc = tokenizer(
-                texts[start : start + 8], return_tensors="pt", padding=True, truncation=True,
-                max_length=self.calibration_length,
-            )  # fmt: skip
-            batches.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
-        return batches
+        return calibration_batches(load_instruction_data(self.data), tokenizer)
 
     # ------------------------------------------------------------------------------------------ scores
-    def evaluate(self, model, tokenizer, split: str) -> dict[str, float] | None:
-        """The row's metrics on `split` ("validation" or "test"); None for a validation split the suite
-        does not need (one learning rate, nothing to choose)."""
-        if split == "validation" and len(self.learning_rates) == 1:
-            return None
+    def evaluate(self, model, tokenizer, split: str) -> dict[str, float]:
+        """The row's metrics on `split`: "test" for the tables, "validation" for choosing a learning rate
+        (computed only for the rows of the sweep)."""
         if self.name == "toy":
             from pat_lite.evaluation.mc import toy_scores
 
             scores = toy_scores(model, tokenizer, split=split)
             return {k: float(scores[k]) for k in ("retention", "skill", "average")}
-        if split == "validation":
-            raise ValueError("the smollm2 suite has no validation split to choose a learning rate on")
         from pat_lite.evaluation.lmeval import evaluate
 
+        if split == "validation":
+            from pat_lite.evaluation.realtext_tasks import REALTEXT_VALIDATION_TASK
+
+            tasks = evaluate(
+                model, tokenizer, tasks=[REALTEXT_VALIDATION_TASK], scoring="loglik", batch_size=8
+            )
+            return {"perplexity": tasks["tasks"][REALTEXT_VALIDATION_TASK]["metrics"]["word_perplexity"]}
         tasks = evaluate(model, tokenizer, tasks="realtext", scoring="loglik", batch_size=8)["tasks"]
         return {
             "perplexity": tasks["realtext_perplexity"]["metrics"]["word_perplexity"],
             "cloze": 100 * tasks["realtext_cloze"]["acc"],
+            "heldout_loss": self.heldout_loss(model, tokenizer),
         }
 
+    def cut_score(self, model, tokenizer) -> float:
+        """The cut-quality measure of one model: the same computation as the rows' `cut_metric`."""
+        if self.cut_metric == "heldout_loss":
+            return self.heldout_loss(model, tokenizer)
+        from pat_lite.evaluation.mc import toy_scores
 
-_PAT_VARIANTS = ("pat", "pat-schedule-released", "pat-schedule-paper")
+        return float(toy_scores(model, tokenizer, split="test")[self.cut_metric])
+
+    def heldout_loss(self, model, tokenizer) -> float:
+        """Mean next-token loss on the first tokens of the held-out documents
+        (`pat_lite.evaluation.heldout_loss`): the unit the cut-quality table shares with tuned models."""
+        from pat_lite.data.realtext import load_realtext_documents
+        from pat_lite.evaluation.heldout_loss import heldout_loss
+
+        return heldout_loss(model, tokenizer, [d["text"] for d in load_realtext_documents()])
+
+
 SUITES: dict[str, Suite] = {
     "toy": Suite(
         name="toy",
@@ -220,8 +266,9 @@ SUITES: dict[str, Suite] = {
         default_steps=300,
         # The grid is sized to the 2-core budget (~1.5 CPU-minutes per 300-step row): one learning rate
         # for every method (the recipe's 2e-3; a sweep would double the cost), three seeds for the methods
-        # the paper compares and the two ablations of its Table 2, the first seed for the other variants
-        # and axes (ratios 20 and 30 %, a run twice as long).
+        # the paper compares, the two ablations of its Table 2 and our variants, the first seed for the
+        # other variants and axes (ratios 20 and 30 %, a run twice as long). `pat` is the paper's schedule
+        # (the default), so there is no separate `pat-schedule-paper` row.
         learning_rates=(2e-3,),
         default_methods=(
             "dense",
@@ -231,9 +278,11 @@ SUITES: dict[str, Suite] = {
             "prune-ft-norm-hsm",
             "ft-prune-norm",
             "ft-prune-pca",
-            *_PAT_VARIANTS,
+            "pat",
+            "pat-schedule-released",
             "pat-frozen",
             "pat-no-identity",
+            *OUR_VARIANTS,
         ),  # fmt: skip
         default_seeds=(0, 1, 2),
         main_ratio=0.25,
@@ -259,8 +308,14 @@ SUITES: dict[str, Suite] = {
         base_model="smollm2-135m",
         recipe="smollm2",
         data="realtext",
+        # The sweep point: every method at 100 steps with two learning rates, chosen on the validation
+        # units' perplexity (data/realtext: never tuned on, never the test); the chosen rate serves the
+        # longer runs. Then 300 steps (s0 = 100) for the compared methods and our variants, with three
+        # seeds for LoRA, the two prune -> tune baselines, the paper's PAT and the two of our variants
+        # best on validation; 1,000 steps for the PCA baseline and the best PAT variant on validation.
+        # Measured cost: ~6.5 CPU-s per step of 4 x 128 tokens, ~3 CPU-minutes of evaluation per row.
         default_steps=100,
-        learning_rates=(3e-4,),
+        learning_rates=(3e-4, 1e-3),
         default_methods=(
             "dense",
             "lora",
@@ -268,19 +323,34 @@ SUITES: dict[str, Suite] = {
             "prune-ft-norm-hsm",
             "prune-ft-pca",
             "ft-prune-norm",
-            # Both schedules by name: the row of the default would repeat one of them.
+            "ft-prune-pca",
+            "pat",
             "pat-schedule-released",
-            "pat-schedule-paper",
+            *OUR_VARIANTS,
         ),  # fmt: skip
         default_seeds=(0,),
         main_ratio=0.25,
         headline="perplexity",
         higher_is_better=False,
+        extra_grids=(
+            (("lora", "prune-ft-norm", "prune-ft-pca", "pat", *OUR_VARIANTS), (0.25,), (0,), (300,)),
+            (
+                ("lora", "prune-ft-norm", "prune-ft-pca", "pat", f"{BEST_CANDIDATES}2"),
+                (0.25,),
+                (1, 2),
+                (300,),
+            ),
+            (("prune-ft-pca", BEST_PAT), (0.25,), (0,), (1000,)),
+        ),  # fmt: skip
+        candidates=OUR_VARIANTS,
+        cut_metric="heldout_loss",
+        cut_measure="the mean next-token loss on the first 4,096 tokens of the held-out documents",
+        cut_lower_is_better=True,
         # Two rows at a time with one thread each: on 2 shared cores one thread per process was measured
         # much faster than two (a step of 4 x 128 tokens: ~7 s CPU with one thread).
         threads=1,
         workers=2,
-        metric_units={"perplexity": "", "cloze": "%"},
+        metric_units={"perplexity": "", "cloze": "%", "heldout_loss": "nats"},
     ),
 }
 

@@ -13,8 +13,8 @@ import pytest
 
 from pat_lite.core.hsm import HSM
 from pat_lite.core.mask import StraightThroughStep, gate_temperature
-from pat_lite.study import notebook
-from pat_lite.study.notebook import ProgressBarFilter, repository_root, setup, show_source, source_block
+from pat_lite.notebook import page as notebook
+from pat_lite.notebook.page import ProgressBarFilter, repository_root, setup, show_source, source_block
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""What notebooks 02-05 show, built by pat_lite.study instead of by hand in the cells: tables, figures and
+"""What notebooks 02-05 show, built by pat_lite.notebook instead of by hand in the cells: tables, figures and
 sentences that say what their numbers mean (docs/method.md §9 for the paper's figures)."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import torch
 import yaml
 from tiny_models import tiny_checkpoint, write_instruction_file
 
-from pat_lite.study import ablation_report, evaluation_report, plots
+from pat_lite.notebook import ablations as ablation_report
+from pat_lite.notebook import evaluation as evaluation_report
+from pat_lite.notebook import plots
 
 # ------------------------------------------------------------------------------------- lm-eval results
 

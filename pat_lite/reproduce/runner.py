@@ -20,56 +20,27 @@ The protocol (fixed before any result was looked at, the same for every method):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
-import statistics
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pat_lite.study.diagnostics import diagnose, diagnostics_markdown
-from pat_lite.study.methods import Method, get_method
-from pat_lite.study.suites import Suite, get_suite
+from pat_lite.reproduce.cut_table import cut_quality_table
+from pat_lite.reproduce.diagnostics import diagnose, diagnostics_markdown
+from pat_lite.reproduce.methods import Method, get_method
+from pat_lite.reproduce.rows import RowSpec, load_row, normalised, row_path, rows_dir, run_folder
+from pat_lite.reproduce.suites import Suite, get_suite
 from pat_lite.utils.atomic import atomic_write_text
 from pat_lite.utils.environment import environment
-
-ROWS_DIR = "rows"
-
-
-@dataclass(frozen=True)
-class RowSpec:
-    """One row of a study: a method at one ratio, seed, run length and learning rate."""
-
-    suite: str
-    method: str
-    ratio: float
-    seed: int
-    steps: int
-    learning_rate: float | None
-
-    def label(self) -> str:
-        lr = "none" if self.learning_rate is None else f"{self.learning_rate:g}"
-        return f"{self.method}__r{self.ratio:g}__s{self.seed}__n{self.steps}__lr{lr}"
-
-
-def normalised(spec: RowSpec) -> RowSpec:
-    """Drop what a method does not depend on: `dense` ignores everything, full-width LoRA the ratio."""
-    method = get_method(spec.method)
-    if not method.uses_learning_rate:
-        return replace(
-            spec, seed=0, steps=0, learning_rate=None, ratio=0.0 if not method.pruned else spec.ratio
-        )
-    if not method.pruned:
-        return replace(spec, ratio=0.0)
-    return spec
+from pat_lite.utils.errors import ConfigError
 
 
 # -------------------------------------------------------------------------------------------- planning
@@ -105,17 +76,11 @@ def _grid(suite: Suite, methods, seeds, ratios, steps) -> list[tuple[str, float,
 
 
 # ------------------------------------------------------------------------------------------- execution
-def _row_path(out: Path, spec: RowSpec) -> Path:
-    return out / "runs" / spec.suite / ROWS_DIR / f"{spec.label()}.json"
-
-
-def load_row(out: Path, spec: RowSpec) -> dict[str, Any] | None:
-    path = _row_path(out, spec)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def run_rows(out: Path, specs: Iterable[RowSpec], workers: int, progress: bool = True) -> None:
-    """Run every spec that has no row yet in `workers` worker processes (spawned, each runs many rows).
+def run_rows(
+    out: Path, specs: Iterable[RowSpec], workers: int, progress: bool = True, validate: bool = False
+) -> None:
+    """Run every spec that has no row yet in `workers` worker processes (spawned, each runs many rows);
+    `validate`: also score them on the validation split (the rows of a learning-rate sweep).
 
     Cut bases are built first (here, once each); rows that share a training run (e.g. `pat` and the
     explicitly named variant equal to the defaults) run one after the other in one worker, so a run is
@@ -137,7 +102,7 @@ def run_rows(out: Path, specs: Iterable[RowSpec], workers: int, progress: bool =
             for spec in todo:
                 if bool(get_method(spec.method).tuned_from) == derived:
                     groups.setdefault(suite.train_key(out, spec) or spec.label(), []).append(spec)
-            futures = [pool.submit(_run_group, out, group) for group in groups.values()]
+            futures = [pool.submit(_run_group, out, group, validate) for group in groups.values()]
             for future in as_completed(futures):
                 for label in future.result():
                     bar.update(1)
@@ -145,28 +110,32 @@ def run_rows(out: Path, specs: Iterable[RowSpec], workers: int, progress: bool =
     bar.close()
 
 
-def _run_group(out: Path, group: list[RowSpec]) -> list[str]:
+def _run_group(out: Path, group: list[RowSpec], validate: bool) -> list[str]:
     """Worker side: run the rows of one group in order, each logging to its own file next to its row."""
     done = []
     for spec in group:
-        log = _row_path(out, spec).with_suffix(".log")
+        log = row_path(out, spec).with_suffix(".log")
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as handle, redirect_stdout(handle), redirect_stderr(handle):
             try:
-                execute_row(out, spec)
+                execute_row(out, spec, validate)
             except Exception as error:
                 raise RuntimeError(f"row {spec.label()} failed: {error!r}; its log: {log}") from error
         done.append(spec.label())
     return done
 
 
-def execute_row(out: Path, spec: RowSpec) -> dict[str, Any]:
-    """Produce, evaluate and record one row (in this process). Used by the worker."""
+def execute_row(out: Path, spec: RowSpec, validate: bool = False) -> dict[str, Any]:
+    """Produce, evaluate and record one row (in this process). Used by the worker.
+
+    The row records where its time went: `build_cpu_seconds` (tuning, or cutting) and `eval_cpu_seconds`
+    (validation, if asked, and test), CPU time of this process, besides the wall-clock `seconds`."""
     suite = get_suite(spec.suite)
     suite.set_threads()
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     model, tokenizer, details = suite.build(spec, out)
-    validation = suite.evaluate(model, tokenizer, "validation")
+    cpu_built = time.process_time()
+    validation = suite.evaluate(model, tokenizer, "validation") if validate else None
     metrics = suite.evaluate(model, tokenizer, "test")
     row = {
         **{k: v for k, v in asdict(spec).items() if k != "suite"},
@@ -175,10 +144,12 @@ def execute_row(out: Path, spec: RowSpec) -> dict[str, Any]:
         "metrics": metrics,
         "validation": validation,
         "seconds": round(time.time() - start, 1),
+        "build_cpu_seconds": round(cpu_built - cpu_start, 1),
+        "eval_cpu_seconds": round(time.process_time() - cpu_built, 1),
         "environment": environment(),
         **details,
     }
-    atomic_write_text(_row_path(out, spec), json.dumps(row, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(row_path(out, spec), json.dumps(row, indent=1, sort_keys=True) + "\n")
     return row
 
 
@@ -193,6 +164,26 @@ def select_learning_rate(out: Path, suite: Suite, method: Method, seed: int) -> 
     sign = 1.0 if suite.higher_is_better else -1.0
     best = max(rows, key=lambda r: (sign * r["validation"][suite.headline], -r["learning_rate"]))
     return best["learning_rate"]
+
+
+def sweep_validation(out: Path, suite: Suite, methods: Sequence[str], seed: int) -> dict[str, float | None]:
+    """Each method's validation headline at the sweep point, at its chosen learning rate (None where the
+    sweep row is missing or was not validated)."""
+    values: dict[str, float | None] = {}
+    for name in methods:
+        method = get_method(name)
+        rate = (
+            select_learning_rate(out, suite, method, seed) if _sweep_done(out, suite, method, seed) else None
+        )
+        row = load_row(
+            out, normalised(RowSpec(suite.name, name, suite.main_ratio, seed, suite.default_steps, rate))
+        )
+        values[name] = (row.get("validation") or {}).get(suite.headline) if row else None
+    return values
+
+
+def _sweep_done(out: Path, suite: Suite, method: Method, seed: int) -> bool:
+    return all(load_row(out, s) is not None for s in sweep_rows(suite, method, seed, suite.learning_rates))
 
 
 def run_suite(
@@ -212,18 +203,23 @@ def run_suite(
     if learning_rates:
         suite = replace(suite, learning_rates=tuple(learning_rates))
     for name in methods or ():
-        get_method(name)  # unknown names fail before anything runs
+        if not suite.is_placeholder(name):
+            get_method(name)  # unknown names fail before anything runs
     out = Path(out)
     grid = _grid(suite, methods, seeds, ratios, steps)
     suite = _sweep_point(suite, grid)
     workers = workers or suite.workers
     first_seed = min(seed for _, _, seed, _ in grid)
-    names = {m for m, *_ in grid}
+    placeholders = {m for m, *_ in grid if suite.is_placeholder(m)}
+    names = {m for m, *_ in grid if m not in placeholders}
+    names |= {m for p in placeholders for m in suite.placeholder_pool(p)}
     needed = [get_method(n) for n in sorted(names | {get_method(n).tuned_from for n in names} - {None})]
     sweeps = [spec for m in needed for spec in sweep_rows(suite, m, first_seed, suite.learning_rates)]
-    run_rows(out, sweeps, workers, progress)
+    run_rows(out, sweeps, workers, progress, validate=len(suite.learning_rates) > 1 or bool(placeholders))
     chosen = {m.name: select_learning_rate(out, suite, m, first_seed) for m in needed}
-    specs = [normalised(RowSpec(suite.name, m, r, s, n, chosen[m])) for m, r, s, n in grid]
+    validation = sweep_validation(out, suite, [m.name for m in needed], first_seed)
+    grid = [(name, r, s, n) for m, r, s, n in grid for name in suite.expand(m, validation)]
+    specs = [normalised(RowSpec(suite.name, m, r, s, n, chosen[m])) for m, r, s, n in dict.fromkeys(grid)]
     derived_sources = [
         normalised(replace(spec, method=get_method(spec.method).tuned_from))
         for spec in specs
@@ -235,10 +231,11 @@ def run_suite(
 
 def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
     """Collect every finished row of the suite under `out` into `<suite>.json/.md/.png`."""
-    from pat_lite.study.report import plot_suite, suite_markdown
+    from pat_lite.reproduce.report import plot_suite, suite_markdown
 
-    rows_dir = out / "runs" / suite.name / ROWS_DIR
-    rows = [json.loads(p.read_text()) for p in sorted(rows_dir.glob("*.json"))]
+    rows = [json.loads(p.read_text()) for p in sorted(rows_dir(out, suite.name).glob("*.json"))]
+    if rows:  # a partial study (e.g. a quick --steps 20 run) reports at its own sweep point
+        suite = _sweep_point(suite, [(r["method"], r["ratio"], r["seed"], r["steps"]) for r in rows])
     chosen: dict[str, float | None] = {}
     for row in rows:
         method = get_method(row["method"])
@@ -250,6 +247,15 @@ def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
         row["selected"] = not method.uses_learning_rate or row["learning_rate"] == chosen.get(row["method"])
     json_path = out / f"{suite.name}.json"
     previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    placeholders = sorted({m for m, *_ in suite.full_grid() if suite.is_placeholder(m)})
+    pools = sorted({m for p in placeholders for m in suite.placeholder_pool(p)})
+    validation = sweep_validation(out, suite, pools, min(suite.default_seeds))
+    choices = {}
+    for name in placeholders:
+        try:
+            choices[name] = suite.expand(name, validation)
+        except ConfigError:
+            choices[name] = None  # the sweep of its pool is not complete yet
     commands = list(previous.get("commands", []))
     if command and command not in commands:
         commands.append(command)
@@ -259,6 +265,9 @@ def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "commands": commands,
         "protocol": suite.protocol(),
+        # What each placeholder of the grid chose (by validation at the sweep point), and from what.
+        "choices": choices,
+        "choice_validation": {m: validation[m] for m in pools},
         # Every distinct environment the rows were made in (each row records its own).
         "environments": _distinct([row.get("environment") for row in rows]),
         "rows": sorted(
@@ -267,7 +276,7 @@ def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
     }
     atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
     diagnostics = diagnose_suite(out, suite, rows)
-    markdown = suite_markdown(result, suite)
+    markdown = suite_markdown(result, suite, cut_quality_table(out, suite, rows))
     if diagnostics:
         markdown += "\n" + "\n".join(
             [
@@ -287,7 +296,7 @@ def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
 
 
 def diagnose_suite(out: Path, suite: Suite, rows: list[dict[str, Any]]) -> dict[str, dict]:
-    """Diagnostics (`pat_lite.study.diagnostics`) of every masked run — PAT's variants and the fixed-mask
+    """Diagnostics (`pat_lite.reproduce.diagnostics`) of every masked run — PAT's variants and the fixed-mask
     HSM baseline — of the first seed at the main ratio and run length, written to
     `<out>/<suite>-diagnostics.json`; runs diagnosed before (same run folder) are not redone."""
     from pat_lite.training.trainer import MASK_HISTORY
@@ -302,10 +311,10 @@ def diagnose_suite(out: Path, suite: Suite, rows: list[dict[str, Any]]) -> dict[
             suite.main_ratio,
             suite.default_steps,
         )
-        run = row.get("run_dir")
+        run = run_folder(out, row)
         return bool(row.get("selected") and main and run and (Path(run) / MASK_HISTORY).is_file())
 
-    wanted = {r["method"]: Path(r["run_dir"]) for r in rows if diagnosable(r)}
+    wanted = {r["method"]: run_folder(out, r) for r in rows if diagnosable(r)}
     if not wanted:
         return {}
     todo = {m: d for m, d in wanted.items() if cached.get(m, {}).get("run") != d.name}
@@ -334,11 +343,6 @@ def _distinct(values: list[Any]) -> list[Any]:
     return list(seen.values())
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def _git_commit() -> str:
     try:
         return subprocess.run(
@@ -350,8 +354,3 @@ def _git_commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def config_hash(values: dict[str, Any]) -> str:
-    """A short stable hash of a run's effective settings (its run folder's name)."""
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]

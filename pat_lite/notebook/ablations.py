@@ -19,7 +19,7 @@ import pandas as pd
 
 from pat_lite.core.attach import get_pat
 from pat_lite.evaluation.mc import multiple_choice_accuracy
-from pat_lite.study.plots import training_log_rows
+from pat_lite.notebook.plots import training_log_rows
 from pat_lite.training.config import load_train_config
 from pat_lite.training.run import train
 

@@ -8,6 +8,10 @@ A method is one of three shapes:
 - **tune → prune**: the LoRA run of the same seed and learning rate, then the cut, no further tuning;
 - **PAT** and its variants: pruning *while* tuning, through the normal `train()` path with PAT settings.
 
+Our own variants (`OUR_VARIANTS`, docs/method.md §12) change where W_M starts (`pat-energy-start`), the
+basis PAT prunes in (`pat-pca`, `pat-pca-zero`) or fix the kept set from s0 (`pat-fixed-from-s0`); the
+paper's PAT (`pat`) stays the reference row.
+
 `prune-ft-norm-hsm` is the fixed norm cut tuned with LoRA *and* trainable HSMs (PAT's machinery with a
 mask that is 0/1 on the norm set from step 0): it separates what PAT's learned mask and soft phase add
 beyond the HSMs' extra capacity.
@@ -87,7 +91,26 @@ _FIXED: list[Method] = [
         "pat-mask-lr-auto", "PAT, mask lr matched to the released recipe's budget", mask_lr_multiplier="auto"
     ),
     _pat("pat-mask-lr-10", "PAT, mask lr x10", mask_lr_multiplier=10.0),
+    # Ours, not the paper's (docs/method.md §12): what the diagnosis of the study points to.
+    _pat(
+        "pat-energy-start",
+        "ours: PAT with W_M starting +0.5 on the N highest-energy channels, -0.5 elsewhere",
+        **{"pat.mask_init": "energy"},
+    ),
+    _pat(
+        "pat-pca",
+        "ours: PAT in the residual PCA basis, W_M starting +-0.5 by PCA rank",
+        **{"pat.basis": "pca", "pat.mask_init": "energy"},
+    ),
+    _pat("pat-pca-zero", "ours: PAT in the residual PCA basis, W_M starting at 0", **{"pat.basis": "pca"}),
+    _pat(
+        "pat-fixed-from-s0",
+        "ours: PAT with the kept set fixed from s0 on (W_M held)",
+        **{"pat.mask_after_milestone": "fixed"},
+    ),
 ]
+#: Our variants of PAT (labelled as ours wherever they are reported), beside the paper's PAT.
+OUR_VARIANTS = ("pat-energy-start", "pat-pca", "pat-pca-zero", "pat-fixed-from-s0")
 METHODS: dict[str, Method] = {m.name: m for m in _FIXED}
 _HIO = re.compile(r"^pat-hio-(\d+)$")
 

@@ -10,7 +10,7 @@ if tuning can recover something after a cut. This measures it with the simplest 
 3. both axes of the base, of the untuned cut and of the tuned cut, on both evaluation splits.
 
 The gate (fixed before any PAT result was looked at): prune→tune gains at least ``MIN_SKILL_RECOVERY``
-points of skill over the untuned cut, on each split. Run it with ``python -m pat_lite.study.recovery``.
+points of skill over the untuned cut, on each split. Run it with ``python -m pat_lite.reproduce.recovery``.
 """
 
 from __future__ import annotations

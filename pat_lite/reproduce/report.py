@@ -1,0 +1,275 @@
+"""Tables and figures of a `pat-lite reproduce` suite: mean ± std over seeds of the selected rows."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pat_lite.reproduce.methods import OUR_VARIANTS, get_method
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def format_values(values: list[float], unit: str) -> str:
+    """ "mean" or "mean ± std" (sample std): one decimal for percentages and values ≥ 100, two otherwise,
+    three significant digits in scientific form from 10⁵ on (a perplexity of 1.6e10 stays readable)."""
+    mean, std = mean_std(values)
+    if unit != "%" and abs(mean) >= 1e5:
+        text = f"{mean:.3g}"
+        return text if len(values) == 1 else f"{text} ± {std:.2g}"
+    digits = 1 if unit == "%" else (1 if mean >= 100 else 2)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def method_label(name: str) -> str:
+    """The method's name in a table, our own variants marked as ours."""
+    return f"`{name}` (ours)" if name in OUR_VARIANTS else f"`{name}`"
+
+
+def aggregate(rows: list[dict[str, Any]], ratio: float, steps: int) -> dict[str, dict[str, list[float]]]:
+    """method → metric → values over seeds, for the selected rows at one ratio and run length."""
+    table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        method = get_method(row["method"])
+        same_ratio = row["ratio"] == ratio or not method.pruned
+        same_steps = row["steps"] == steps or not method.uses_learning_rate
+        if row.get("selected") and same_ratio and same_steps:
+            for key, value in row["metrics"].items():
+                table[row["method"]][key].append(value)
+    return table
+
+
+def _table(result: dict[str, Any], suite, ratio: float, steps: int, methods: list[str]) -> list[str]:
+    table = aggregate(result["rows"], ratio, steps)
+    metrics = list(suite.metric_units)
+    labels = [f"{m} ({suite.metric_units[m]})" if suite.metric_units[m] else m for m in metrics]
+    head = "| method | seeds | lr | " + " | ".join(labels)
+    lines = [head + " |", "|---|---:|---:|" + "---:|" * len(metrics)]
+    rates = _selected_rates(result["rows"])
+    for name in methods:
+        if name not in table:
+            continue
+        values = table[name]
+        cells = [format_values(values[m], suite.metric_units[m]) if values[m] else "–" for m in metrics]
+        n = len(next(iter(table[name].values())))
+        lines.append(f"| {method_label(name)} | {n} | {rates.get(name, '–')} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _selected_rates(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """method → the learning rate its selected rows use (as text)."""
+    return {
+        r["method"]: f"{r['learning_rate']:g}"
+        for r in rows
+        if r.get("selected") and r["learning_rate"] is not None
+    }
+
+
+def _protocol_lines(result: dict[str, Any], suite) -> list[str]:
+    """How learning rates were chosen, and for each method the validation figure behind the choice."""
+    protocol = result["protocol"]
+    lines = [f"**Learning rates**: {protocol['selection']}."]
+    sweep = [r for r in result["rows"] if r.get("validation")]
+    if sweep:
+        lines += [
+            "",
+            f"| method | lr | validation {suite.headline} | chosen |",
+            "|---|---:|---:|:-:|",
+        ]
+        for r in sorted(sweep, key=lambda r: (r["method"], r["learning_rate"] or 0)):
+            value = format_values(
+                [r["validation"][suite.headline]], suite.metric_units.get(suite.headline, "")
+            )
+            lines.append(
+                f"| {method_label(r['method'])} | {r['learning_rate']:g} | {value} | "
+                f"{'✓' if r.get('selected') else ''} |"
+            )
+    choices = {k: v for k, v in (result.get("choices") or {}).items()}
+    if choices:
+        lines += ["", "**Chosen by validation** (at the sweep point, the chosen learning rate):"]
+        for name, chosen in choices.items():
+            picked = ", ".join(f"`{m}`" for m in chosen) if chosen else "not yet (the sweep is incomplete)"
+            lines.append(f"- `{name}` → {picked}")
+    return lines
+
+
+def run_length_lines(result: dict[str, Any], suite) -> list[str]:
+    """The headline metric of every method across run lengths at the main ratio: the trend, not only the
+    end point (mean ± std over the seeds each length has)."""
+    rows = result["rows"]
+    lengths = sorted({r["steps"] for r in rows if r["steps"]})
+    if len(lengths) < 2:
+        return []
+    unit = suite.metric_units.get(suite.headline, "")
+    tables = {n: aggregate(rows, suite.main_ratio, n) for n in lengths}
+    methods = [m for m in dict.fromkeys([*suite.default_methods, *(r["method"] for r in rows)])
+               if get_method(m).uses_learning_rate and sum(m in tables[n] for n in lengths) >= 2]  # fmt: skip
+    lines = [
+        "| method | " + " | ".join(f"{n} steps" for n in lengths) + " |",
+        "|---|" + "---:|" * len(lengths),
+    ]
+    for m in methods:
+        cells = [
+            f"{format_values(tables[n][m][suite.headline], unit)} ({len(tables[n][m][suite.headline])})"
+            if m in tables[n] else "–"
+            for n in lengths
+        ]  # fmt: skip
+        lines.append(f"| {method_label(m)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def cut_quality_lines(quality: dict[str, Any], suite, result: dict[str, Any]) -> list[str]:
+    """The cut-quality table: each cut's untuned score and energy kept, then (for a method's own cut) the
+    tuned score in the same unit — how good the choice was, and how much tuning recovered."""
+    if not quality:
+        return []
+    unit = quality["unit"]
+    better = "lower" if quality["lower_is_better"] else "higher"
+    lines = [
+        f"Untuned base with exactly the cut, scored by {quality['measure']} ({better} is better); dense, "
+        f"uncut: {format_values([quality['dense']], unit)} {unit}. *Energy kept*: share of the residual "
+        "stream's energy (calibration text) in the kept directions. For a method's cut, *tuned* is the same "
+        "measure after tuning and *recovered* the improvement tuning made over that seed's untuned cut "
+        "(mean ± std over seeds).",
+        "",
+        f"| cut | chosen by | untuned ({unit}) | energy kept | tuned ({unit}) | recovered |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in quality["rows"]:
+        tuned = row.get("tuned")
+        recovered = "–"
+        if tuned:
+            sign = -1.0 if quality["lower_is_better"] else 1.0
+            gains = [sign * (t - u) for t, u in zip(tuned, row["untuned"], strict=True)]
+            recovered = format_values(gains, unit)
+        untuned = format_values(row["untuned"], unit)
+        energy = format_values([100 * e for e in row["energy_kept"]], "%")
+        lines.append(
+            f"| {row['label']} | {row['chooser']} | {untuned} | {energy} % | "
+            f"{format_values(tuned, unit) if tuned else '–'} | {recovered} |"
+        )
+    return lines
+
+
+def time_lines(result: dict[str, Any]) -> list[str]:
+    """Where the CPU time of the rows went: tuning (or cutting) vs evaluation, in total."""
+    rows = [r for r in result["rows"] if "build_cpu_seconds" in r]
+    if not rows:
+        return []
+    build = sum(r["build_cpu_seconds"] for r in rows)
+    evaluation = sum(r["eval_cpu_seconds"] for r in rows)
+    wall = sum(r["seconds"] for r in rows)
+    return [
+        f"{len(rows)} rows with timings: {build / 3600:.2f} CPU-hours of tuning or cutting, "
+        f"{evaluation / 3600:.2f} of evaluation ({evaluation / max(build + evaluation, 1e-9):.0%}); "
+        f"{wall / 3600:.2f} hours of wall-clock in the workers, one torch thread each, two at a time."
+    ]
+
+
+def suite_markdown(result: dict[str, Any], suite, quality: dict[str, Any] | None = None) -> str:
+    """The committed `<suite>.md`: how to re-run, the protocol, the main table, the other axes, the cut
+    quality, all rows."""
+    rows = result["rows"]
+    order = list(dict.fromkeys([*suite.default_methods, *(r["method"] for r in rows)]))
+    test = "the toy world's test split" if suite.name == "toy" else "the held-out text (test units)"
+    lines = [
+        f"# {suite.name}: {suite.description}",
+        "",
+        "Re-run with (the rows already present are kept; a crashed run resumes):",
+        "",
+        "```bash",
+        *(result.get("commands") or [f"pat-lite reproduce --suite {suite.name} --out results"]),
+        "```",
+        "",
+        f"Commit `{result['git_commit'][:12]}`, written {result['created']}. Metrics on {test}; mean ± std "
+        "over seeds (sample std); `lr` is the learning rate of the selected rows. Methods marked *(ours)* "
+        "are this project's variants of PAT (docs/method.md §12), not the paper's.",
+        "",
+        *_protocol_lines(result, suite),
+        "",
+        f"## Main table: ratio {suite.main_ratio:.0%}, {suite.default_steps} steps",
+        "",
+        *_table(result, suite, suite.main_ratio, suite.default_steps, order),
+    ]
+    other_ratios = sorted({r["ratio"] for r in rows if r["ratio"] not in (0.0, suite.main_ratio)})
+    for ratio in other_ratios:
+        lines += ["", f"## Ratio {ratio:.0%}, {suite.default_steps} steps", ""]
+        lines += _table(result, suite, ratio, suite.default_steps, order)
+    other_steps = sorted({r["steps"] for r in rows if r["steps"] not in (0, suite.default_steps)})
+    for steps in other_steps:
+        lines += ["", f"## {steps} steps, ratio {suite.main_ratio:.0%}", ""]
+        lines += _table(result, suite, suite.main_ratio, steps, order)
+    trend = run_length_lines(result, suite)
+    if trend:
+        lines += ["", f"## Run length: {suite.headline} by steps (seeds in brackets)", "", *trend]
+    quality = cut_quality_lines(quality or {}, suite, result)
+    if quality:
+        lines += ["", "## Cut quality: how good was the choice, how much did tuning recover", "", *quality]
+    lines += ["", "## Every row (including the learning-rate sweep)", ""]
+    metrics = list(suite.metric_units)
+    lines.append(
+        "| method | ratio | seed | steps | lr | selected | validation | "
+        + " | ".join(metrics)
+        + " | tune CPU s | eval CPU s |"
+    )
+    lines.append("|---|---:|---:|---:|---:|:-:|---:|" + "---:|" * len(metrics) + "---:|---:|")
+    for r in rows:
+        lr = "–" if r["learning_rate"] is None else f"{r['learning_rate']:g}"
+        cells = " | ".join(f"{r['metrics'][m]:.4g}" for m in metrics)
+        mark = "✓" if r.get("selected") else ""
+        validation = f"{r['validation'][suite.headline]:.4g}" if r.get("validation") else ""
+        build = f"{r['build_cpu_seconds']:.0f}" if "build_cpu_seconds" in r else "–"
+        evaluation = f"{r['eval_cpu_seconds']:.0f}" if "eval_cpu_seconds" in r else "–"
+        lines.append(
+            f"| {method_label(r['method'])} | {r['ratio']:g} | {r['seed']} | {r['steps']} | {lr} | {mark} | "
+            f"{validation} | {cells} | {build} | {evaluation} |"
+        )
+    timing = time_lines(result)
+    if timing:
+        lines += ["", *timing]
+    return "\n".join(lines) + "\n"
+
+
+def plot_suite(result: dict[str, Any], suite, path: str | Path) -> Path:
+    """Bar chart of the main table: one panel per metric, mean ± std over seeds, PAT variants highlighted."""
+    from matplotlib.figure import Figure
+
+    table = aggregate(result["rows"], suite.main_ratio, suite.default_steps)
+    names = [m for m in dict.fromkeys([*suite.default_methods, *table]) if m in table]
+    metrics = list(suite.metric_units)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not names:
+        fig = Figure(figsize=(6, 1.5))
+        fig.text(
+            0.5, 0.5, f"{suite.name}: no finished rows at the main ratio and run length yet", ha="center"
+        )
+        fig.savefig(path, dpi=110)
+        return path
+    fig = Figure(figsize=(4.8 * len(metrics), 0.38 * len(names) + 1.6))
+    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    for ax, metric in zip(axes, metrics, strict=True):
+        means, stds = zip(*(mean_std(table[n][metric]) for n in names), strict=True)
+        colours = ["tab:red" if n.startswith("pat") else "tab:grey" if n in ("dense", "lora") else "tab:blue"
+                   for n in names]  # fmt: skip
+        ax.barh(range(len(names)), means, xerr=stds, color=colours, alpha=0.85, capsize=2)
+        ax.set_title(f"{metric} ({suite.metric_units[metric] or 'lower is better'})", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        if metric == "perplexity":
+            ax.set_xscale("log")
+    axes[0].set_yticks(range(len(names)), names, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(
+        f"{suite.name}: ratio {suite.main_ratio:.0%}, {suite.default_steps} steps, test split", fontsize=11
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
