@@ -25,9 +25,9 @@ import multiprocessing
 import os
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +41,9 @@ from pat_lite.reproduce.suites import Suite, get_suite
 from pat_lite.utils.atomic import atomic_write_text
 from pat_lite.utils.environment import environment
 from pat_lite.utils.errors import ConfigError
+from pat_lite.utils.locks import hold_folder
+from pat_lite.utils.output import output_location
+from pat_lite.utils.processes import die_with_parent
 
 
 # -------------------------------------------------------------------------------------------- planning
@@ -96,7 +99,11 @@ def run_rows(
 
     bar = tqdm(total=len(todo), desc=f"reproduce {suite.name}", disable=not progress, unit="row")
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, workers), mp_context=context,
+        initializer=die_with_parent, initargs=(os.getpid(),),  # no orphans if this process is killed
+    )  # fmt: skip
+    with pool:
         for derived in (False, True):
             groups: dict[str, list[RowSpec]] = {}
             for spec in todo:
@@ -198,14 +205,33 @@ def run_suite(
     command: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run (or resume) a suite's rows and write `<out>/<suite>.json`, `.md` and `.png`; return the JSON."""
+    """Run (or resume) a suite's rows and write `<out>/<suite>.json`, `.md` and `.png`; return the JSON.
+
+    `out` is checked before any work, and the suite's rows are held (`holding_rows`) until the report is
+    written: a second command on them is refused in one line."""
     suite = get_suite(suite_name)
     if learning_rates:
         suite = replace(suite, learning_rates=tuple(learning_rates))
     for name in methods or ():
         if not suite.is_placeholder(name):
             get_method(name)  # unknown names fail before anything runs
-    out = Path(out)
+    with holding_rows(out, suite.name) as out:
+        return _run_suite(suite, out, methods, seeds, ratios, steps, workers, command, progress)
+
+
+@contextmanager
+def holding_rows(out: str | os.PathLike, suite: str) -> Iterator[Path]:
+    """Check `out` (`output_location`) and hold the suite's rows in it (`<out>/rows/<suite>`): one
+    command at a time runs a suite into a folder. Yields the folder to write."""
+    folder = output_location(out, "--out")
+    with hold_folder(rows_dir(folder, suite), "--out"):
+        yield folder
+
+
+def _run_suite(
+    suite: Suite, out: Path, methods, seeds, ratios, steps, workers, command: str | None, progress: bool
+) -> dict[str, Any]:
+    """`run_suite` once its names are checked and its rows held."""
     grid = _grid(suite, methods, seeds, ratios, steps)
     suite = _sweep_point(suite, grid)
     workers = workers or suite.workers
@@ -230,7 +256,15 @@ def run_suite(
 
 
 def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
-    """Collect every finished row of the suite under `out` into `<suite>.json/.md/.png`."""
+    """Collect every finished row of the suite under `out` into `<suite>.json/.md/.png`. The report is
+    held while it is written (`<out>/<suite>.report`'s lock): two writers of one report refuse each
+    other, while a report of the rows so far can be written beside a running grid (`--report-only`)."""
+    out = output_location(out, "--out")
+    with hold_folder(out / f"{suite.name}.report", "--out"):
+        return _write_suite(out, suite, command)
+
+
+def _write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
     from pat_lite.reproduce.report import plot_suite, suite_markdown
 
     rows = [json.loads(p.read_text()) for p in sorted(rows_dir(out, suite.name).glob("*.json"))]
