@@ -21,6 +21,7 @@ from run_helpers import (
     KILLED,
     KillAtStep,
     callbacks_kill,
+    cli_env,
     error_line,
     folder_hashes,
     run_cli,
@@ -199,3 +200,74 @@ def test_ctrl_c_during_training_is_one_line_and_the_same_command_resumes(assets,
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming from {out / 'checkpoint-4'}" in again.stdout
     assert_complete(out)
+
+
+# ------------------------------------------------------------------ reproduce: its rows, report, workers
+@pytest.mark.parametrize(
+    ("held", "argv"),
+    [
+        ("rows/toy", ["reproduce", "--suite", "toy", "--methods", "dense"]),
+        ("toy.report", ["reproduce", "--suite", "toy", "--report-only"]),
+    ],
+)
+def test_reproduce_refuses_rows_or_a_report_in_use(held, argv, tmp_path, capsys):
+    """Issue 18, case 1: `pat-lite reproduce` holds its suite's rows while it runs and its report while it
+    writes it (the holder is a real process); a report of the rows so far needs only the report."""
+    out = tmp_path / "results"
+    marker = tmp_path / "holding"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(out / held), str(marker)])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, "the lock holder did not start"
+            time.sleep(0.05)
+        assert cli.main([*argv, "--out", str(out)]) == cli.USER_ERROR_STATUS
+        line = error_line(capsys.readouterr().err)
+        assert f"{out / held} {IN_USE} (pid {holder.pid}: " in line and "choose another --out" in line
+        assert not list(out.rglob("*.json"))  # nothing ran, nothing was written
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_killing_reproduce_leaves_no_worker_or_resource_tracker_behind(tmp_path):
+    """Issue 18, case 9: kill only `pat-lite reproduce`'s main process, as the out-of-memory killer would.
+    Before, its worker (mid-row) and multiprocessing's resource tracker kept running as orphans."""
+    import psutil
+
+    command = [sys.executable, "-m", "pat_lite.cli", "reproduce", "--suite", "toy", "--methods", "pat",
+               "--steps", "300", "--workers", "1", "--out", str(tmp_path / "results")]  # fmt: skip
+    main = subprocess.Popen(command, cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not any("spawn_main" in " ".join(c.cmdline()) for c in children):
+            assert main.poll() is None and time.monotonic() < deadline, "reproduce never started a worker"
+            time.sleep(0.2)
+            children = psutil.Process(main.pid).children(recursive=True)
+        time.sleep(2)  # the worker is inside its row
+        children = psutil.Process(main.pid).children(recursive=True)
+        assert len(children) >= 2  # the worker and the resource tracker
+        main.kill()
+        main.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(c.pid) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = [" ".join(c.cmdline())[:100] for c in children if _alive(c.pid)]
+        assert not left, f"orphans of the killed reproduce: {left}"
+    finally:
+        for child in children:
+            if _alive(child.pid):
+                child.kill()
+        if main.poll() is None:
+            main.kill()
