@@ -158,8 +158,12 @@ def _train(cfg: TrainConfig, args, callbacks: list | None, progress: bool) -> Tr
 def _resume_hint(cfg: TrainConfig, plan: RunPlan) -> str:
     """What an interrupted run leaves and how to go on (one line)."""
     checkpoint = last_complete_checkpoint(plan.work_dir, cfg.method)
-    kept = f"its last complete checkpoint is {checkpoint}" if checkpoint else "it has no checkpoint yet"
-    return f"training in {plan.work_dir} stopped; {kept}: run the same command again to resume"
+    if checkpoint is None:
+        return f"training in {plan.work_dir} stopped before its first checkpoint: run the same command again"
+    return (
+        f"training in {plan.work_dir} stopped; its last complete checkpoint is {checkpoint}: run the same "
+        "command again to resume from it"
+    )
 
 
 def _build_model(cfg: TrainConfig, data):
