@@ -165,6 +165,10 @@ def test_the_committed_results_follow_the_schema(suite):
 @pytest.mark.slow
 @pytest.mark.committed_numbers
 def test_the_committed_toy_pat_row_re_runs_within_one_point(tmp_path):
+    """Tolerance from a measured spread: the committed rows were made with AVX-512 kernels; re-made with
+    torch's generic kernels (ATEN_CPU_CAPABILITY=default), `pat`, `prune-ft-norm` and `lora` at seeds 0-2
+    (9 rows) differed by 0.0 points on every axis. The bound, 1 point, is 3 retention items or 8 skill
+    items of the test split: room for a machine whose arithmetic flips a few near-tied items."""
     committed = json.loads((RESULTS / "toy.json").read_text())
     wanted = {"method": "pat", "seed": 0, "ratio": 0.25, "steps": 300, "selected": True}
     (row,) = [r for r in committed["rows"] if all(r[k] == v for k, v in wanted.items())]
