@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from pat_lite.evaluation import paper_tasks
-from pat_lite.evaluation.paper_tasks import PAPER14, PAPER_REPORTED_AVERAGES, TASKS_DIR
+from pat_lite.evaluation.paper_results import lora_and_pat_averages
+from pat_lite.evaluation.paper_tasks import PAPER14, TASKS_DIR
 from pat_lite.evaluation.realtext_tasks import REALTEXT_TASKS
 from pat_lite.utils.atomic import atomic_write_text
 from pat_lite.utils.checkpoints import check_model_folder
@@ -451,10 +452,11 @@ def to_markdown(results: dict[str, Any]) -> str:
     if results["task_set"] == "paper14":
         note = "" if scoring == "paper" else " — not comparable: the paper scores by generated letter"
         lines += ["", f"Paper's reported 14-task averages (%, docs/method.md §9){note}:", ""]
-        methods = list(next(iter(PAPER_REPORTED_AVERAGES.values())))
+        reported = lora_and_pat_averages()
+        methods = list(next(iter(reported.values())))
         lines.append("| model | " + " | ".join(methods) + " |")
         lines.append("|---|" + "---:|" * len(methods))
-        for model, row in PAPER_REPORTED_AVERAGES.items():
+        for model, row in reported.items():
             lines.append(f"| {model} | " + " | ".join(f"{row[m]:.2f}" for m in methods) + " |")
         lines.append(
             f"| **ours** (`{results['model']}`) | {avg_text} (this run) |" + " |" * (len(methods) - 1)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from pat_lite.core.attach import get_pat
 from pat_lite.evaluation.mc import multiple_choice_accuracy
+from pat_lite.evaluation.paper_results import TABLE2_LLAMA2_7B
 from pat_lite.notebook.plots import training_log_rows
 from pat_lite.training.config import load_train_config
 from pat_lite.training.run import train
@@ -28,11 +29,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "frozen mask": {"pat.mask_mode": "frozen"},
     "no identity loss": {"pat.identity_loss": "off"},
     "full PAT": {},
-}
-#: The paper's Table 2 (Llama-2-7B, 14-task average, %; §9): ratio → variant → accuracy.
-PAPER_TABLE2: dict[float, dict[str, float]] = {
-    0.25: {"frozen mask": 54.97, "no identity loss": 58.62, "full PAT": 60.02},
-    0.3: {"frozen mask": 52.72, "no identity loss": 56.59, "full PAT": 57.81},
 }
 
 
@@ -98,7 +94,9 @@ def table2_side_by_side(runs: pd.DataFrame, rank: int) -> pd.DataFrame:
     that were run (the paper reports 25 % and 30 %; other ratios have no paper number)."""
     ours = runs[runs["rank"] == rank].pivot_table(index="ratio", columns="variant", values="accuracy (%)")
     ours = ours[[v for v in VARIANTS if v in ours.columns]]
-    paper = pd.DataFrame(PAPER_TABLE2).T.reindex(index=ours.index, columns=ours.columns)  # the ratios we ran
+    paper = pd.DataFrame(TABLE2_LLAMA2_7B).reindex(
+        index=ours.index, columns=ours.columns
+    )  # the ratios we ran
     return pd.concat({"ours (tiny model, toy facts)": ours, "paper (Llama-2-7B, 14 tasks)": paper}, axis=1)
 
 

@@ -17,14 +17,14 @@ from typing import Any
 import pandas as pd
 
 from pat_lite.bench.common import resolve_config
-from pat_lite.bench.inference import ideal_speedup
-from pat_lite.evaluation.paper_tasks import PAPER_REPORTED_AVERAGES
+from pat_lite.bench.costs import naive_speedup
+from pat_lite.evaluation import paper_results
 
 Results = Mapping[tuple[str, str], dict[str, Any]]
 #: An answer in the paper protocol's own form: a lone capital letter, optionally "(B)", "B." or "B: ...".
 _LETTER_ANSWER = re.compile(r"^\s*\(?([A-Z])(\)|\.|:|\s|$)")
-#: The paper's Llama-2-7B averages (§9) that notebook 04 sets ours beside.
-PAPER_ROW = ("paper, Llama2-7B (14 tasks)", "Llama2-7B", "LoRA-64 (0 %)", "PAT 25 %")
+#: The paper's Llama-2-7B averages (§9) that notebook 04 sets ours beside: the row's label and model.
+PAPER_ROW = ("paper, Llama2-7B (14 tasks)", "Llama2-7B")
 
 
 def _models(results: Results) -> list[str]:
@@ -141,16 +141,19 @@ def _percent(value: float) -> str:
 # ------------------------------------------------------------------------------------------- paper table
 def paper_reported_table() -> pd.DataFrame:
     """The paper's 14-task averages (%, §9): one row per model, one column per method and ratio."""
-    return pd.DataFrame(PAPER_REPORTED_AVERAGES).T
+    return pd.DataFrame(paper_results.lora_and_pat_averages()).T
 
 
 def paper_comparison(results: Results, label: str, chance: float | None = None) -> pd.DataFrame:
     """The paper's Llama-2-7B LoRA-64 and PAT 25 % averages beside ours (one row per scoring), with the
     ratio PAT / LoRA — left empty, with the reason in `note`, where LoRA does not beat `chance` (%): a
     ratio of two guesses measures nothing."""
-    source, model, lora_key, pat_key = PAPER_ROW
-    paper = PAPER_REPORTED_AVERAGES[model]
-    rows = [{"source": source, "LoRA (%)": paper[lora_key], "PAT 25 % (%)": paper[pat_key], "note": ""}]
+    source, model = PAPER_ROW
+    lora, pat = (
+        paper_results.table1(paper_results.LORA, 0.0, model),
+        paper_results.table1(paper_results.PAT, 0.25, model),
+    )
+    rows = [{"source": source, "LoRA (%)": lora, "PAT 25 % (%)": pat, "note": ""}]
     for scoring in _scorings(results):
         lora, pat = 100 * results["LoRA", scoring]["average"], 100 * results["PAT", scoring]["average"]
         source = f"ours, {label}, {scoring}"
@@ -199,12 +202,12 @@ PAPER_WIDTHS = (("llama2-7b", 3072), ("llama2-13b", 3840), ("tinyllama", 1536))
 
 
 def ideal_speedup_table(models: Sequence[tuple[str, int]] = PAPER_WIDTHS, context: int = 128) -> pd.DataFrame:
-    """Upper bounds of the pruned models' speedup from their shapes (`ideal_speedup`: prefill FLOP ratio,
+    """Upper bounds of the pruned models' speedup from their shapes (`naive_speedup`: prefill FLOP ratio,
     decode byte ratio) and their parameter counts in billions."""
     rows = []
     for preset, width in models:
         config = resolve_config(preset)
-        speed = ideal_speedup(config, width, context=context)
+        speed = naive_speedup(config, width, context=context)
         rows.append(
             {"model": preset, "d": config.hidden_size, "d'": width, "ideal prefill speedup": speed["prefill"],
              "ideal decode speedup": speed["decode"], "parameters (B)": speed["dense_params"] / 1e9,
