@@ -270,6 +270,7 @@ PAPER14: tuple[PaperTask, ...] = (
     PaperTask("WSC", "wsc", "pat_wsc", "aps/super_glue", "wsc.fixed", "validation"),
 )
 
+
 # ------------------------------------------------------------------------------------------------ the toys
 def default_toy_dir() -> Path:
     """``$PAT_TOY_DIR`` if set, else the shipped ``data/toy``."""
