@@ -324,3 +324,15 @@ def test_the_diagnostics_table_has_plain_headers_and_one_loss_column():
     )
     assert table.loc["pat-schedule-paper", "note"] == "same settings as pat" and row["note"] == ""
     assert not any(re.search(r"[a-z]_[a-z]", column) for column in table.columns)  # no snake_case
+
+
+def test_the_two_schedules_part_after_0_8_s0_and_only_the_papers_is_exact_after_s0():
+    channels = torch.tensor([0.05, -0.05])
+    released = plots.gate_values(channels, [80, 90, 120], 100, "released")
+    paper = plots.gate_values(channels, [80, 90, 120], 100, "paper")
+    assert torch.allclose(released[0], paper[0])  # the same gate up to 0.8 s0
+    assert released[2].tolist() == pytest.approx([0.737, 0.263], abs=1e-3)  # frozen at τ(0.8 s0) = 20.6
+    assert paper[1].tolist() == pytest.approx([0.899, 0.101], abs=1e-3)  # τ(0.9 s0) = 43.7: still soft
+    assert paper[2].tolist() == [1.0, 0.0]  # the exact mask from s0 on
+    fig = plots.plot_schedules(100)
+    assert "(the default)" in fig.axes[0].get_legend().get_texts()[0].get_text()

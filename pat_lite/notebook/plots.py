@@ -12,6 +12,72 @@ from typing import Any
 from transformers import TrainerCallback
 
 from pat_lite.core.attach import get_pat
+from pat_lite.core.config import PATConfig
+from pat_lite.core.mask import SCHEDULES, GlobalMask, gate_offset, schedule_temperature
+
+# ------------------------------------------------------------------------------------- the two schedules
+#: How notebook 01 draws the schedules: (label, line style).
+SCHEDULE_STYLES = {"paper": ("paper's Eq. 6", "-"), "released": ("released code", "--")}
+
+
+def gate_values(proxies, steps: list[int], milestone: int, schedule: str):
+    """M as training sees it, for fixed proxies W_M (1-D tensor) at each step: rows = steps, columns =
+    channels. Computed by `GlobalMask.training_mask` with the given schedule; its exact mask keeps the
+    channels with W_M > 0 (the target is their count)."""
+    import torch
+
+    mask = GlobalMask(len(proxies), target=int((proxies > 0).sum()), schedule=schedule)
+    with torch.no_grad():
+        mask.proxies.copy_(proxies)
+    mask.milestone = milestone
+    mask.train()
+    rows = []
+    for step in steps:
+        mask.step = step
+        rows.append(mask.training_mask().detach().clone())
+    return torch.stack(rows)
+
+
+def plot_schedules(milestone: int, channel: float = 0.05, after: float = 1.2):
+    """The two schedules side by side (docs/method.md §4), four panels: τ(s) (log axis), β(s), the gate of
+    two channels with W_M = ±`channel` over the steps, and the gate as a function of W_M at `after` · s0:
+    what the model sees for the rest of training."""
+    import numpy as np
+    import torch
+    from matplotlib.figure import Figure
+
+    progress = np.linspace(0.0, after, 241)
+    steps = [round(p * milestone) for p in progress]
+    fig = Figure(figsize=(11, 7))
+    (tau, beta), (channels, curve) = fig.subplots(2, 2)
+    w_axis = torch.linspace(-0.5, 0.5, 201)
+    default = PATConfig().schedule
+    for schedule in sorted(SCHEDULES, key=lambda name: name != default):  # the default first
+        label, style = SCHEDULE_STYLES[schedule]
+        label += " (the default)" if schedule == default else ""
+        tau.semilogy(
+            progress, [schedule_temperature(s, milestone, schedule) for s in steps], style, label=label
+        )
+        values = gate_values(torch.tensor([channel, -channel]), steps, milestone, schedule)
+        for i, colour in ((0, "tab:blue"), (1, "tab:red")):
+            channels.plot(progress, values[:, i], style, color=colour,
+                          label=f"{label}, W_M = {[channel, -channel][i]:+.2f}")  # fmt: skip
+        late = gate_values(w_axis, [round(after * milestone)], milestone, schedule)[0]
+        curve.plot(w_axis, late, style, label=label)
+    beta.plot(progress, [gate_offset(s, milestone) for s in steps], color="tab:orange")
+    for ax in (tau, beta, channels):
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.axvline(0.8, color="grey", ls=":", lw=1)
+        ax.set_xlabel("training progress s / s0 (dotted: 0.8 s0, solid: s0)")
+    tau.set_title("temperature τ(s): frozen at 0.8 s0 (released) or 1/ε from s0 (paper)")
+    beta.set_title("offset β(s), the same in both: 0 from s0 / 2")
+    channels.set_title("the gate M of two channels over the steps")
+    curve.set_title(f"what training sees after s0: M against W_M at s = {after:g} s0")
+    curve.set_xlabel("proxy weight W_M")
+    for ax in (tau, channels, curve):
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def training_log_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
