@@ -115,6 +115,25 @@ def test_the_projection_extends_the_one_and_two_layer_costs_linearly():
     assert projection["tokens_per_s"] == pytest.approx(2048 / 3.4)
 
 
+def test_the_recipe_files_expected_memory_and_time_are_the_plans_figures():
+    import re
+
+    import yaml
+
+    from pat_lite.bench.memory_plan import A100_BF16_TFLOPS, flop_hours, plan_for_recipe
+    from pat_lite.resources import configs_dir
+
+    expected = yaml.safe_load((configs_dir() / "llama2-7b-a100.yaml").read_text())["expected"]
+    cfg = load_train_config("llama2-7b-a100")
+    with_ckpt, without = (float(v) for v in re.findall(r"([\d.]+) GiB", expected["memory"]))
+    assert with_ckpt == round(plan_for_recipe(cfg, LLAMA2_7B, True).total / GIB, 1)
+    assert without == round(plan_for_recipe(cfg, LLAMA2_7B, False).total / GIB, 1)
+    fast, slow = (int(v) for v in re.match(r"(\d+)-(\d+) h", expected["time"]).groups())
+    tokens = gpu_check.recipe_summary(cfg, 2_585_615)["micro_steps"] * 8 * 256
+    assert fast == round(flop_hours(LLAMA2_7B, tokens, A100_BF16_TFLOPS, 0.5))
+    assert slow == round(flop_hours(LLAMA2_7B, tokens, A100_BF16_TFLOPS, 0.3))
+
+
 # -------------------------------------------------------------------------------- the whole check, dry run
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):

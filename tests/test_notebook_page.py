@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def restore_process_state():
-    """setup() changes the working directory, stderr, warning filters, logger levels and the libraries'
-    progress-bar switches of this process: put them all back for the tests that follow."""
+    """setup() changes the working directory, stderr, warning filters, logger levels, the libraries'
+    progress-bar switches and pandas' display options of this process: put them all back afterwards."""
     import datasets
     import huggingface_hub
+    import pandas as pd
     import transformers
 
     hf_logging = transformers.utils.logging
@@ -34,7 +35,10 @@ def restore_process_state():
     verbosity = (hf_logging.get_verbosity(), datasets.utils.logging.get_verbosity())
     bars = (hf_logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled(),
             not huggingface_hub.utils.are_progress_bars_disabled())  # fmt: skip
-    with warnings.catch_warnings():
+    with (
+        warnings.catch_warnings(),
+        pd.option_context("display.max_colwidth", pd.get_option("display.max_colwidth")),
+    ):
         yield
     os.chdir(cwd)
     sys.stderr = stderr
@@ -61,6 +65,17 @@ def test_setup_started_in_notebooks_works_from_the_repository_root(tmp_path, res
     out = setup("artifacts/nbxx")
     assert Path.cwd() == tmp_path
     assert out == Path("artifacts/nbxx") and (tmp_path / "artifacts" / "nbxx").is_dir()
+
+
+def test_setup_lets_tables_show_whole_cells(tmp_path, restore_process_state):
+    import pandas as pd
+
+    os.chdir(tmp_path)
+    setup("artifacts/nbxx")
+    long = "{'pruning_ratio': 0.25, 'hio_rank': 8, 'milestone_fraction': 0.3333333333333333}"
+    assert (
+        long in pd.Series([long]).to_frame()._repr_html_()
+    )  # not cut to "{'pruning_ratio': ..., 'milest..."
 
 
 def test_setup_applies_one_matplotlib_style(tmp_path, restore_process_state):

@@ -532,18 +532,23 @@ def validate_report(report: dict[str, Any]) -> list[str]:
     return problems
 
 
-def summary_table(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The runs as rows with plain column names (for a notebook's table)."""
+def summary_table(report: dict[str, Any]) -> list[dict[str, str]]:
+    """The runs as rows of formatted cells with plain column names (three significant digits, so that the
+    dry run's kilobytes do not print as 0.0)."""
+
+    def cell(value: Any) -> str:
+        return "–" if value is None else f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
+
     return [
         {
             "model": r["name"],
-            "layers": r["layers"],
-            "ms per micro-step": r["step_ms"],
-            "tokens/s": r["tokens_per_s"],
-            "peak GiB": r["peak_gib"],
-            "planned GiB": r["plan_gib"],
-            "activations kept, GiB": r["saved_activations_gib"],
-            "planned activations, GiB": r["plan_activations_gib"],
+            "layers": str(r["layers"]),
+            "ms per micro-step": cell(r["step_ms"]),
+            "tokens/s": cell(r["tokens_per_s"]),
+            "peak GiB": cell(r["peak_gib"]),
+            "planned GiB": cell(r["plan_gib"]),
+            "activations kept, GiB": cell(r["saved_activations_gib"]),
+            "planned activations, GiB": cell(r["plan_activations_gib"]),
         }
         for r in report["runs"]
     ]

@@ -185,6 +185,23 @@ def plan_for_recipe(
     )  # fmt: skip
 
 
+#: NVIDIA A100's dense bf16 peak (TFLOP/s), the GPU the recipe is sized for.
+A100_BF16_TFLOPS = 312.0
+
+
+def flop_hours(config: PretrainedConfig, tokens: int, tflops: float, utilisation: float,
+               gradient_checkpointing: bool = True) -> float:  # fmt: skip
+    """Hours to train on `tokens` tokens at `utilisation` of a `tflops` peak, from the matrix products alone:
+    2·N FLOPs per token forward (N: the parameters of every matrix product, the embedding lookup left out),
+    as much again for the backward's input gradients (frozen weights get no weight gradient; LoRA's and
+    the HSMs' are small), and one more forward when checkpointing recomputes the layers. An estimate for
+    planning, not a measurement: `pat-lite gpu-check` measures the step time."""
+    base, _ = base_parameters(config)
+    matmul = base - int(config.vocab_size) * int(config.hidden_size)
+    flops = (6 if gradient_checkpointing else 4) * matmul * tokens
+    return flops / (tflops * 1e12 * utilisation) / 3600
+
+
 def saved_activation_bytes(
     model: torch.nn.Module, batch: dict[str, torch.Tensor], autocast: bool = True
 ) -> int:

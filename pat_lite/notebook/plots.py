@@ -101,9 +101,10 @@ def plot_training_log(log_history: list[dict[str, Any]], target_width: int | Non
 
     fig = Figure(figsize=(11, 7))
     (losses, channels), (schedule, gap) = fig.subplots(2, 2)
-    for key in ("loss", "lm_loss", "sparsity_loss", "identity_loss"):
+    for key, label in (("loss", "total"), ("lm_loss", "instruction"), ("sparsity_loss", "sparsity"),
+                       ("identity_loss", "identity")):  # fmt: skip
         if (values := series(key)) is not None:
-            losses.plot(steps, values, marker=".", label=key)
+            losses.plot(steps, values, marker=".", label=label)
     losses.set_yscale("log")
     losses.set_title("losses")
     losses.legend(fontsize=8)
