@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -128,6 +129,8 @@ def test_the_recipe_files_expected_memory_and_time_are_the_plans_figures():
     with_ckpt, without = (float(v) for v in re.findall(r"([\d.]+) GiB", expected["memory"]))
     assert with_ckpt == round(plan_for_recipe(cfg, LLAMA2_7B, True).total / GIB, 1)
     assert without == round(plan_for_recipe(cfg, LLAMA2_7B, False).total / GIB, 1)
+    method = (Path(__file__).resolve().parents[1] / "docs" / "method.md").read_text()
+    assert f"{with_ckpt} GiB for this recipe with gradient checkpointing, {without} GiB without" in method
     fast, slow = (int(v) for v in re.match(r"(\d+)-(\d+) h", expected["time"]).groups())
     tokens = gpu_check.recipe_summary(cfg, 2_585_615)["micro_steps"] * 8 * 256
     assert fast == round(flop_hours(LLAMA2_7B, tokens, A100_BF16_TFLOPS, 0.5))
