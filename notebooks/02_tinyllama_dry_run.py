@@ -29,7 +29,9 @@
 #
 # Loss being minimised (docs/method.md §5):
 # $\mathcal{L} = \mathcal{L}_\text{instruction} + \mathcal{L}_\text{sparse} + \mathcal{L}_\text{identity}$,
-# where the instruction loss counts response tokens only.
+# where the instruction loss counts response tokens only. `PATTrainer.compute_loss` is that sum: the
+# model's own loss (the labels of prompt tokens are -100, so it covers the response) plus `pat_losses`,
+# the sparsity and identity terms; it also moves the gate schedule to the current step first.
 
 # %% tags=["parameters"]
 model_name_or_path = "TinyLlama/TinyLlama_v1.1"  # hub name, local folder, "smollm2-135m" or "tiny"
@@ -49,7 +51,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -57,13 +59,18 @@ from pat_lite.data.prompts import format_prompt
 from pat_lite.evaluation.lmeval import evaluate
 from pat_lite.models.loading import load_model_and_tokenizer, resolve_model
 from pat_lite.notebook import plots
-from pat_lite.notebook.page import setup
+from pat_lite.notebook.page import setup, show_source
 from pat_lite.training.config import load_train_config
 from pat_lite.training.run import train
+from pat_lite.training.trainer import PATTrainer
+from pat_lite.utils.numbers import readable
 
 OUT = setup(output_dir)
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print("torch", torch.__version__, "| device:", device)
+
+# %%
+show_source(PATTrainer.compute_loss)
 
 # %% [markdown]
 # ## The base model
@@ -141,7 +148,7 @@ def held_out_scores(model, tok):
 
 
 scores = {"dense base": held_out_scores(base, tokenizer)}
-print(json.dumps(scores, indent=1))
+display(pd.DataFrame(scores).T.map(readable))
 del base  # the trainer loads its own copy
 
 # %% [markdown]
@@ -149,7 +156,8 @@ del base  # the trainer loads its own copy
 #
 # `pat_lite.training.run.train` runs the Hugging Face `Trainer` with peft LoRA on every linear layer and PAT
 # attached. `MaskRecorder`, a small callback, copies the mask proxies $W_M$ after every optimizer step so that
-# we can draw their histogram over time; the checkpoints hold them too (`pat_state.safetensors`).
+# we can draw their histogram over time; the checkpoints hold them too (`pat_state.safetensors`). The
+# Trainer's live progress bar is switched off (`progress=False`): the log is drawn below once the run ends.
 
 # %%
 overrides = [
@@ -173,7 +181,7 @@ print(json.dumps({key: getattr(cfg, key) for key in shown}, indent=1, default=st
 recorder = plots.MaskRecorder()
 start = time.time()
 with plots.quiet_mask_count_warning():  # said as a sentence below when the count is off
-    result = train(cfg, callbacks=[recorder])
+    result = train(cfg, callbacks=[recorder], progress=False)
 print(f"trained {result.summary['steps']} steps in {time.time() - start:.0f} s")
 print(plots.mask_outcome(result.summary))
 
@@ -192,7 +200,13 @@ print(plots.mask_outcome(result.summary))
 fig = plots.plot_training_log(result.log_history, result.summary["target_width"])
 fig.savefig(OUT / "training_curves.png")
 display(fig)
-display(pd.DataFrame(plots.training_log_rows(result.log_history)).tail().round(4))
+
+# %% [markdown]
+# The last logged steps, and what the numbers say:
+
+# %%
+display(plots.training_log_table(result.log_history, last=8))
+display(Markdown(plots.describe_training_log(result.log_history, result.summary)))
 
 # %%
 fig = plots.plot_mask_history(recorder.steps, recorder.proxies)
@@ -280,6 +294,5 @@ for i, question in enumerate(prompts):
 
 # %%
 scores[merged_name] = held_out_scores(reloaded, reloaded_tok)
-table = pd.DataFrame(scores).T
 print(f"held-out evaluation, {'all' if eval_limit is None else eval_limit} documents per task")
-display(table.style.format("{:,.1f}"))
+display(pd.DataFrame(scores).T.map(readable))

@@ -133,8 +133,10 @@ display(fig)
 # %% [markdown]
 # **Reading the results.** On the tiny model a few hundred steps are enough for every variant to land close
 # to the others, and single runs are noisy (a different seed can reorder close variants), so treat small
-# gaps with care. The paper's ordering — frozen < no identity < full — is what to look for; the toy world is
-# small (docs/method.md §10 explains why a simple prune-then-tune can recover most of it).
+# gaps with care. The paper's ordering — frozen < no identity < full — is what to look for. One caveat of
+# this toy world: its recovery gate failed (docs/method.md §10) — a few hundred steps of LoRA after a cut
+# do not bring the lost skill back — so these runs mostly measure which channels each variant keeps, not
+# how well tuning repairs a cut.
 
 # %% [markdown]
 # ## The committed study: ablations beside the paper's Table 2
@@ -145,34 +147,49 @@ display(fig)
 # other items), in %.
 
 # %%
-from pat_lite.reproduce.diagnostics import plot_diagnostics, summary_row
+from IPython.display import Markdown
+
+from pat_lite.reproduce.diagnostics import plot_diagnostics
 from pat_lite.reproduce.results_view import beside_paper, load_diagnostics, load_results, main_table
 
 toy = load_results("toy", "results")
 display(beside_paper({"toy": toy}, table="2").round(1))
-display(main_table(toy))
+table = main_table(toy)
+display(table)
+display(Markdown(report.same_settings_note(list(table.index))))
 
 # %% [markdown]
-# Ratios and run lengths (first seed): does PAT's standing against prune→tune change with a longer soft
-# phase, as the paper's 10,000-step $s_0$ suggests?
+# The other ratios and run lengths the committed study holds (first seed, read from its rows): does PAT's
+# standing against prune→tune change with the ratio, or with a longer soft phase, as the paper's
+# 10,000-step $s_0$ suggests?
 
 # %%
-for ratio, steps in ((0.2, None), (0.3, None), (None, 1200), (None, 4800)):
-    print(f"ratio {ratio or 0.25:.0%}, {steps or toy['protocol']['default_steps']} steps")
+for ratio, steps in report.other_points(toy):
+    print(f"ratio {ratio:.0%}, {steps} steps")
     display(main_table(toy, ratio=ratio, steps=steps))
 
 # %% [markdown]
 # ## Diagnostics: why PAT ends where it does
 #
-# For each masked run of the first seed (docs/method.md §4-§5): when each channel's keep/cut decision
-# locks in (against $s_0$), the LM loss of the same batch under the soft and the exact mask, how much of
-# PAT's kept set the norm criterion and the residual stream's energy would also keep (a random set: the
-# kept share), and the LoRA update sizes.
+# For each masked run of the first seed (docs/method.md §4-§5), one row:
+#
+# - **∩ norm set**, **∩ energy set**: the share of PAT's kept channels that the norm criterion, or the
+#   channels carrying most of the residual stream's energy, would also keep; **chance**: what a random set
+#   of the same size shares (the kept fraction);
+# - **ρ(W_M, norm)**: Spearman's rank correlation of $W_M$ with the writers' norms;
+# - **top-8 cut**: how many of the 8 channels with the largest activations were cut;
+# - **decided by step**: when the median channel's keep/cut decision became final, beside $s_0$;
+# - **LM loss, soft → exact**: the last logged LM loss of one batch under the training mask and under the
+#   exact 0/1 mask (the train/eval gap);
+# - **note**: methods that train with the same settings as another.
+#
+# The figures then show, per run, when decisions lock in, the soft/exact losses over the steps, the
+# overlaps, and the LoRA update sizes.
 
 # %%
 for suite in ("smollm2", "toy"):
     diagnostics = load_diagnostics(suite, "results")
-    display(pd.DataFrame({m: summary_row(d) for m, d in diagnostics.items()}).T.round(3))
+    display(Markdown(f"**{suite}**"), report.diagnostics_table(diagnostics))
     for method, diag in diagnostics.items():
         display(plot_diagnostics(diag, title=f"{suite}: {method}"))
 

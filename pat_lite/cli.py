@@ -1,4 +1,5 @@
-"""`pat-lite`: train, demo, eval, bench, bench-train — argument parsing only; the work happens in the layers.
+"""`pat-lite`: train, demo, eval, bench, bench-train, gpu-check — argument parsing only; the work happens in
+the layers.
 
 A user error (a `PatLiteError`: a wrong setting, a missing or broken file, a folder in use, a full disk)
 prints one line, `pat-lite: error: ...`, and exits with status 2; Ctrl-C prints one line saying what to do
@@ -11,6 +12,7 @@ pat-lite demo
 pat-lite eval --model runs/pat-tiny/merged --tasks toy --scoring loglik
 pat-lite bench --preset-file configs/bench/tinyllama-cpu.yaml
 pat-lite bench-train --config tinyllama --num-layers 2
+pat-lite gpu-check --out gpu-check.json
 """
 
 from __future__ import annotations
@@ -275,6 +277,36 @@ def _add_bench_train(sub: Any) -> None:
     p.set_defaults(handler=handler)
 
 
+# ------------------------------------------------------------------------------------------- gpu-check
+def _add_gpu_check(sub: Any) -> None:
+    p = sub.add_parser(
+        "gpu-check",
+        help="GPU self-check for the paper's recipe: bf16 steps, speed, memory, projected hours, merge",
+        description="On CUDA: tens of bf16 PAT training steps on SmolLM2-135M and on random models of "
+        "Llama-2-7B's width (1 and 2 layers), step time, tokens/s, peak memory against the memory plan, "
+        "the full recipe's projected hours, and the merge's exactness in bf16 and float32. Writes a JSON "
+        "report to attach to a bug report. Without CUDA it says so and exits with status 2.",
+    )
+    p.add_argument("--out", default="gpu-check.json", help="the JSON report (default gpu-check.json)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per model (default 20; dry run 2)")
+    p.add_argument(
+        "--cpu-dry-run",
+        action="store_true",
+        help="run every part on the CPU with small models: checks the logic, measures no GPU",
+    )
+
+    def handler(args: argparse.Namespace) -> int:
+        from pat_lite.bench.gpu_check import run_gpu_check
+
+        command = "pat-lite gpu-check" + (" --cpu-dry-run" if args.cpu_dry_run else "")
+        report = run_gpu_check(args.out, cpu_dry_run=args.cpu_dry_run, steps=args.steps, command=command)
+        print("\n".join(report["verdicts"]))
+        print(f"wrote {args.out}")
+        return 0 if report["ok"] else 1
+
+    p.set_defaults(handler=handler)
+
+
 # -------------------------------------------------------------------------------------- build-tiny-base
 def _add_build_tiny_base(sub: Any) -> None:
     p = sub.add_parser(
@@ -368,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_eval,
         _add_bench,
         _add_bench_train,
+        _add_gpu_check,
         _add_build_tiny_base,
         _add_reproduce,
     ):

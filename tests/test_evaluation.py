@@ -363,6 +363,36 @@ def test_offline_paper14_is_one_error_before_any_model_work():
     assert len({t for t, _, _ in err.value.missing}) == 13 + 57  # loglik: 13 tasks + MMLU's 57 subjects
 
 
+def test_the_missing_datasets_error_has_a_one_sentence_summary_for_a_page():
+    missing = [("pat_arc_easy", "allenai/ai2_arc", "ARC-Easy"), ("pat_piqa", "baber/piqa", None),
+               ("pat_arc_challenge", "allenai/ai2_arc", "ARC-Challenge")]  # fmt: skip
+    err = evaluation.EvaluationDataUnavailable(missing)
+    assert len(str(err).splitlines()) > 5  # the full message lists the datasets and how to fetch them
+    assert "\n" not in err.summary and err.summary.startswith("3 evaluation task(s) need 2 hub dataset(s)")
+
+
+def test_outside_a_git_checkout_lm_evals_commit_lookup_leaves_no_fatal_on_the_terminal(
+    tmp_path, monkeypatch, capfd
+):
+    """lm-eval runs `git describe` for its results; outside a checkout (a zip download) git's "fatal: not a
+    git repository" went to the terminal, or a notebook's page, once per evaluation."""
+    import shutil
+
+    import lm_eval.evaluator
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # tmp_path lies in no repository
+    original = lm_eval.evaluator.get_git_commit_hash
+    original()
+    assert "fatal: not a git repository" in capfd.readouterr().err  # what the page used to show
+    with evaluation._quiet_git_hash():
+        assert lm_eval.evaluator.get_git_commit_hash() is None
+    assert capfd.readouterr().err == ""
+    assert lm_eval.evaluator.get_git_commit_hash is original  # put back after the evaluation
+
+
 # ------------------------------------------------------------------------------- checkpoints and the CLI
 def test_committed_toy_yamls_match_data_toy(tmp_path):
     real = REPO / "data" / "toy"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -21,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def restore_process_state():
-    """setup() changes the working directory, stderr, warning filters, logger levels and the libraries'
-    progress-bar switches of this process: put them all back for the tests that follow."""
+    """setup() changes the working directory, stderr, warning filters, logger levels, the libraries'
+    progress-bar switches and pandas' display options of this process: put them all back afterwards."""
     import datasets
     import huggingface_hub
+    import pandas as pd
     import transformers
 
     hf_logging = transformers.utils.logging
@@ -33,7 +35,10 @@ def restore_process_state():
     verbosity = (hf_logging.get_verbosity(), datasets.utils.logging.get_verbosity())
     bars = (hf_logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled(),
             not huggingface_hub.utils.are_progress_bars_disabled())  # fmt: skip
-    with warnings.catch_warnings():
+    with (
+        warnings.catch_warnings(),
+        pd.option_context("display.max_colwidth", pd.get_option("display.max_colwidth")),
+    ):
         yield
     os.chdir(cwd)
     sys.stderr = stderr
@@ -60,6 +65,17 @@ def test_setup_started_in_notebooks_works_from_the_repository_root(tmp_path, res
     out = setup("artifacts/nbxx")
     assert Path.cwd() == tmp_path
     assert out == Path("artifacts/nbxx") and (tmp_path / "artifacts" / "nbxx").is_dir()
+
+
+def test_setup_lets_tables_show_whole_cells(tmp_path, restore_process_state):
+    import pandas as pd
+
+    os.chdir(tmp_path)
+    setup("artifacts/nbxx")
+    long = "{'pruning_ratio': 0.25, 'hio_rank': 8, 'milestone_fraction': 0.3333333333333333}"
+    assert (
+        long in pd.Series([long]).to_frame()._repr_html_()
+    )  # not cut to "{'pruning_ratio': ..., 'milest..."
 
 
 def test_setup_applies_one_matplotlib_style(tmp_path, restore_process_state):
@@ -135,3 +151,38 @@ def test_show_source_displays_the_block(monkeypatch):
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
     show_source(gate_temperature)
     assert [p.name for p in shown[0].pieces] == ["pat_lite.core.mask.gate_temperature"]
+
+
+# ------------------------------------------------------------------------------------------ HTML export
+def test_the_offline_mathjax_loader_points_at_files_that_exist(tmp_path):
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from pat_lite.notebook.export import install_offline_mathjax
+
+    loader, config_file = install_offline_mathjax(tmp_path)
+    script = loader.read_text().split('script.src = "')[1].split('"')[0]
+    mathjax = Path(url2pathname(urlparse(script).path))
+    assert mathjax.name == "MathJax.js" and mathjax.is_file()
+    for name in urlparse(script).query.removeprefix("config=").split(","):  # the named configurations
+        assert (mathjax.parent / "config" / f"{name}.js").is_file() or name == "Safe"
+    assert 'webFont: "STIX-Web"' in loader.read_text()  # the one web font the package ships
+    assert (mathjax.parent / "jax" / "output" / "HTML-CSS" / "fonts" / "STIX-Web" / "fontdata.js").is_file()
+    config = PyFileConfigLoader(config_file.name, path=str(config_file.parent)).load_config()
+    assert config.HTMLExporter.mathjax_url == loader.resolve().as_uri()
+
+
+def test_an_exported_page_loads_the_local_mathjax_not_a_cdn(tmp_path):
+    import nbformat
+
+    from pat_lite.notebook.export import export_html
+
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("$$M = \\sigma(\\tau W_M) + \\beta$$")]
+    )
+    nbformat.write(nb, tmp_path / "page.ipynb")
+    html = export_html(tmp_path / "page.ipynb", tmp_path / "html", prefix=tmp_path / "env").read_text()
+    assert (tmp_path / "env" / "share" / "pat_lite" / "mathjax-offline.js").as_uri() in html
+    assert not re.search(r"https://[^\"']*mathjax", html, re.IGNORECASE), "MathJax still comes from a CDN"

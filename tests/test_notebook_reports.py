@@ -4,6 +4,7 @@ sentences that say what their numbers mean (docs/method.md §9 for the paper's f
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import pandas as pd
@@ -95,6 +96,7 @@ def test_accuracy_figure_keeps_one_legend_clear_of_the_bars_and_labels_every_bar
     assert labels == ["dense", "LoRA", "PAT", "chance (uniform guess)"]
     paper_panel = fig.axes[1]
     assert "0" in [t.get_text() for t in paper_panel.texts]  # PAT's 0 % is written, not an invisible bar
+    assert {t.get_rotation() for t in paper_panel.texts} == {90.0}  # upright: neighbours never run together
 
 
 def test_a_missing_ratio_is_explained_on_the_figure_instead_of_an_empty_bar(results):
@@ -127,6 +129,27 @@ def test_smoke_timings_are_labelled_as_not_timing_grade():
     busy = evaluation_report.timing_grade_note([_bench_row("dense", 1e9, load=1000.0)])
     assert "machine was busy" in busy
     assert evaluation_report.timing_grade_note([_bench_row("dense", 1e9)]).startswith("Timing: median of 5")
+
+
+def _full_bench_row(variant: str, width: int, speedup: float) -> dict:
+    return {
+        "variant": variant, "width": width, "runtime": "dynamic", "batch_size": 1, "ttft_ms": 2.13,
+        "prefill_speedup_cpu": speedup, "prefill_speedup_ideal": 1.327, "prefill_speedup_ideal_honest": 1.161,
+        "prefill_efficiency_honest_cpu": speedup / 1.161, "decode_ms_per_step": 1.25,
+        "decode_speedup_cpu": 1.056, "decode_speedup_ideal_honest": 1.083,
+        "decode_efficiency_honest_cpu": 0.976, "peak_rss_mib": "", "est_weights_kv_mib": 6.55,
+    }  # fmt: skip
+
+
+def test_the_benchmark_table_has_plain_column_names_and_formatted_cells():
+    table = evaluation_report.benchmark_table(
+        [_full_bench_row("dense", 256, 1.0), _full_bench_row("pruned", 192, 1.281)]
+    )
+    assert list(table.index) == ["dense, d = 256", "pruned, d = 192"]  # one runtime: not repeated per row
+    assert table.loc["pruned, d = 192", "prefill speed-up, measured"] == "1.28×"
+    assert table.loc["pruned, d = 192", "prefill, share of ideal"] == "110%"
+    assert table.loc["dense, d = 256", "memory, estimated (MiB)"] == "6.5"  # no peak was measured
+    assert not any(re.search(r"[a-z]_[a-z]", column) for column in table.columns)  # no CSV jargon
 
 
 # ---------------------------------------------------------------------------------------------- ablations
@@ -233,6 +256,83 @@ def test_training_log_plot_keeps_beta_on_its_own_fixed_axis():
             "active_channels": 96.0} for s in (1, 2, 3)]  # fmt: skip
     fig = plots.plot_training_log(log + [{"train_runtime": 1.0, "step": 3}], target_width=96)
     by_label = {ax.get_ylabel(): ax for ax in fig.axes}
-    schedule, offset = by_label["temperature tau"], by_label["offset beta"]
+    schedule, offset = by_label["temperature τ"], by_label["offset β"]
     assert schedule.get_yscale() == "linear"  # tau barely moved: no log axis with 4×10^0 ticks
     assert offset.get_ylim() == pytest.approx((-0.02, 0.52))
+
+
+def _log(steps: int, tau_from: int | None, active: int) -> list[dict]:
+    rows = [
+        {"step": s, "loss": 8.0 + s, "lm_loss": 3.0 + s, "sparsity_loss": 3.5, "identity_loss": 0.86,
+         "active_channels": float(active), "tau": 1e6 if tau_from and s > tau_from else 1.0, "beta": 0.0,
+         "milestone": float(tau_from or 100), "learning_rate": 3e-4, "lm_loss_soft": 3.7,
+         "lm_loss_exact": 12.25, "mask_travel_budget": 3e-5}
+        for s in range(1, steps + 1)
+    ]  # fmt: skip
+    return rows + [{"train_runtime": 1.0, "step": steps}]
+
+
+def test_the_training_log_table_shows_the_learning_rate_as_it_is_and_plain_names():
+    table = plots.training_log_table(_log(6, 2, 11), last=5)
+    assert list(table.index) == ["2", "3", "4", "5", "6"]
+    assert set(table["learning rate"]) == {"3.0e-04"}  # not 0.0003 rounded to 0.0
+    assert "channels with W_M > 0" in table.columns and not any(
+        "_" in c for c in table.columns if "W_M" not in c
+    )
+
+
+def test_the_loss_story_names_the_exact_mask_from_s0_and_the_count_term():
+    summary = {"target_width": 432, "hidden_size": 576, "active_channels": 11}
+    text = plots.describe_training_log(_log(6, 2, 11), summary)
+    assert "from 9.00 at step 1 to 14.00 at step 6" in text
+    assert "3.70 under the soft mask" in text and "12.25 under the exact 0/1 mask (a 25 % cut)" in text
+    assert "s0 = 2 on (the log's step 3)" in text
+    assert "10·|11 − 432|/432 = 9.7" in text and "3.0e-05" in text
+    settled = plots.describe_training_log(_log(6, None, 432), {**summary, "active_channels": 432})
+    assert "reached the target, 432 of 576" in settled and "exact mask" not in settled
+
+
+def test_the_committed_studys_other_points_come_from_its_rows():
+    rows = [{"method": m, "ratio": r, "steps": n, "selected": True}
+            for m, r, n in [("lora", 0.0, 300), ("pat", 0.25, 300), ("pat", 0.2, 300), ("pat", 0.25, 600),
+                            ("prune-ft-norm", 0.3, 300), ("pat", 0.3, 600)]]  # fmt: skip
+    result = {"suite": "toy", "protocol": {"default_steps": 300}, "rows": rows}
+    # (0.3, 600) differs from the main point (25 %, 300 steps) in both: no table to set it beside
+    assert ablation_report.other_points(result) == [(0.2, 300), (0.3, 300), (0.25, 600)]
+
+
+def test_methods_that_differ_only_by_a_default_setting_are_named_as_the_same_run():
+    same = ablation_report.same_settings(["lora", "pat", "pat-schedule-released", "pat-schedule-paper"])
+    assert same == {"pat-schedule-paper": "pat"}  # the paper's schedule is PATConfig's default
+    note = ablation_report.same_settings_note(["pat-schedule-paper", "pat"])
+    assert note.startswith("`pat-schedule-paper` trains with the same settings as `pat`")
+    assert ablation_report.same_settings_note(["pat", "pat-frozen"]) == ""
+
+
+def test_the_diagnostics_table_has_plain_headers_and_one_loss_column():
+    diag = {"overlap_norm": 0.74, "overlap_energy": 0.766, "target": 432, "width": 576,
+            "spearman_wm_vs_writer_norm": -0.162, "largest_activation_channels_cut": [3, 9],
+            "lock_in": {"per_channel": [10, 10, 20]}, "milestone": 33,
+            "gap": {"soft": [3.0, 3.08], "exact": [9.0, 19.1]}}  # fmt: skip
+    table = ablation_report.diagnostics_table({"pat": diag, "pat-schedule-paper": diag})
+    row = table.loc["pat"]
+    assert row["∩ norm set"] == "74 %" and row["chance"] == "75 %" and row["ρ(W_M, norm)"] == "-0.16"
+    assert (
+        row["top-8 cut"] == "2"
+        and row["decided by step"] == "10"
+        and row["LM loss, soft → exact"] == "3.08 → 19.10"
+    )
+    assert table.loc["pat-schedule-paper", "note"] == "same settings as pat" and row["note"] == ""
+    assert not any(re.search(r"[a-z]_[a-z]", column) for column in table.columns)  # no snake_case
+
+
+def test_the_two_schedules_part_after_0_8_s0_and_only_the_papers_is_exact_after_s0():
+    channels = torch.tensor([0.05, -0.05])
+    released = plots.gate_values(channels, [80, 90, 120], 100, "released")
+    paper = plots.gate_values(channels, [80, 90, 120], 100, "paper")
+    assert torch.allclose(released[0], paper[0])  # the same gate up to 0.8 s0
+    assert released[2].tolist() == pytest.approx([0.737, 0.263], abs=1e-3)  # frozen at τ(0.8 s0) = 20.6
+    assert paper[1].tolist() == pytest.approx([0.899, 0.101], abs=1e-3)  # τ(0.9 s0) = 43.7: still soft
+    assert paper[2].tolist() == [1.0, 0.0]  # the exact mask from s0 on
+    fig = plots.plot_schedules(100)
+    assert "(the default)" in fig.axes[0].get_legend().get_texts()[0].get_text()

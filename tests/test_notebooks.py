@@ -166,15 +166,29 @@ def test_notebook_runs_in_smoke_mode(name, monkeypatch):
     assert not _noise(executed), f"{name}: warnings or progress bars on the page: {_noise(executed)}"
 
 
+#: What a progress bar looks like in an HTML output: the Trainer's notebook bar (a <progress> element above
+#: a growing table of losses) and tqdm's notebook bar.
+HTML_PROGRESS = re.compile(r"<progress\b|\bTraining Loss\b|tqdm", re.IGNORECASE)
+
+
 def _noise(nb) -> list[str]:
-    """stderr text (warnings, progress bars) and progress widgets in an executed notebook; a widget is
-    expected only in a cell that builds one on purpose (01's slider)."""
+    """stderr text (warnings, progress bars), progress bars drawn as HTML, and progress widgets in an
+    executed notebook; a widget is expected only in a cell that builds one on purpose (01's slider)."""
     found = []
     for i, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if output.get("output_type") == "stream" and output.get("name") == "stderr":
                 found.append(f"cell {i} stderr: {output['text'][:200]!r}")
+            html = "".join(output.get("data", {}).get("text/html", ""))
+            if HTML_PROGRESS.search(html):
+                found.append(f"cell {i} HTML progress bar: {HTML_PROGRESS.search(html).group(0)!r}")
             widget = "application/vnd.jupyter.widget-view+json" in output.get("data", {})
             if widget and "widgets." not in cell.source:
                 found.append(f"cell {i} widget: {output['data'].get('text/plain', '')[:100]!r}")
     return found
+
+
+def test_the_noise_check_sees_the_trainers_html_progress_bar():
+    """02's Trainer drew its live progress bar and loss table as HTML, which the stderr check missed."""
+    before = nbformat.read(ROOT / "tests" / "fixtures" / "trainer_progress_output.json", as_version=4)
+    assert _noise(before) and "HTML progress bar" in _noise(before)[0]

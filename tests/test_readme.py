@@ -37,6 +37,7 @@ SMOKE = {
     "bench-train": ["--num-layers", "1", "--batch-size", "1", "--seq-len", "8", "--steps", "1",
                     "--warmup", "0", "--no-memory", "--out", "artifacts/bench-smoke"],
     "demo": ["--max-steps", "2", "--output-dir", "artifacts/demo-smoke"],
+    "gpu-check": ["--cpu-dry-run"],  # no CUDA here: the self-check's logic on small CPU models
     # one row that trains (pat, one learning rate, 2 steps) and one that does not; --out: a scratch folder
     "reproduce": ["--methods", "dense,pat", "--seeds", "0", "--steps", "2", "--learning-rates", "1e-3",
                   "--out", "artifacts/reproduce-smoke"],

@@ -49,15 +49,19 @@ from pat_lite.bench.common import (
     worker_inputs,
     worker_output,
 )
-from pat_lite.bench.costs import floor_config, honest_decode_elements, honest_prefill_flops, honest_speedup
-from pat_lite.bench.costs import naive_speedup as ideal_speedup  # the name notebook 04 uses
+from pat_lite.bench.costs import (
+    floor_config,
+    honest_decode_elements,
+    honest_prefill_flops,
+    honest_speedup,
+    naive_speedup,
+)
 from pat_lite.bench.real_weights import real_checkpoint, save_real_variants, wants_real_weights
-from pat_lite.bench.report import format_summary, plot_benchmark  # re-exported: notebook 04 imports them here
 from pat_lite.bench.runtime import Engine, Runtime, compile_settings, to_in_out_layout
 from pat_lite.core.arch import check_ratio, check_width, head_dim, shrunk_config, width_for_ratio
 from pat_lite.utils.device import check_device
 
-__all__ = ["COLUMNS", "DEFAULT_OPTIONS", "format_summary", "ideal_speedup", "plot_benchmark", "run_benchmark"]
+__all__ = ["COLUMNS", "DEFAULT_OPTIONS", "run_benchmark"]
 
 #: CSV columns, in order. `*_ideal` is the naive ideal, `*_ideal_honest` the honest one; `*_efficiency*`
 #: is measured speedup / ideal (wall or CPU time); `*_cpu_q1`, `*_cpu_q3`: quartiles of the paired
@@ -423,7 +427,7 @@ def _speedups(
         samples = f"_{key}_cpu" if cpu else f"_{key}"
         dense_time = statistics.median(dense[samples])
         floor_time = statistics.median(floor[samples]) if floor else 0.0
-        naive = ideal_speedup(config, width, context, bs, decode_tokens)[phase] if width else 1.0
+        naive = naive_speedup(config, width, context, bs, decode_tokens)[phase] if width else 1.0
         honest = honest_speedup(work[0], work[1], dense_time, floor_time)
         out[f"{phase}_speedup_ideal"] = naive
         out[f"{phase}_speedup_ideal_honest"] = honest

@@ -26,13 +26,14 @@ def plot_benchmark(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> P
 
 def benchmark_figure(rows: Sequence[dict[str, Any]]):
     """TTFT vs batch size, measured vs naive and honest ideal speedups, and memory (measured peak, or the
-    weights + KV-cache estimate when no peak was measured); one panel each."""
+    weights + KV-cache estimate when no peak was measured); one panel each, two by two, every value axis
+    starting at zero so that bar-like comparisons read true."""
     # A bare Figure draws without pyplot, so the caller's backend (e.g. a notebook's inline) is untouched.
     import matplotlib
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(18, 4.2))
-    axes = fig.subplots(1, 4)
+    fig = Figure(figsize=(11, 8))
+    axes = fig.subplots(2, 2).flatten()
     series: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
     for r in rows:
         series.setdefault((r["dtype"], r.get("runtime", ""), r["variant"], r["width"]), []).append(r)
@@ -83,8 +84,8 @@ def benchmark_figure(rows: Sequence[dict[str, Any]]):
         ax.minorticks_off()
         ax.set_xlabel("batch size")
         ax.grid(alpha=0.3)
-    if len(sizes) > 1:
-        axes[0].set_yscale("log")
+    for ax in axes:
+        ax.set_ylim(0, 1.15 * ax.get_ylim()[1])
     axes[0].legend(fontsize=7)
     if rows:
         r = rows[0]

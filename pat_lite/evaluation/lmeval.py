@@ -26,13 +26,17 @@ import json
 import logging
 import math
 import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pat_lite.evaluation import paper_tasks
-from pat_lite.evaluation.paper_tasks import PAPER14, PAPER_REPORTED_AVERAGES, TASKS_DIR
+from pat_lite.evaluation.paper_results import lora_and_pat_averages
+from pat_lite.evaluation.paper_tasks import PAPER14, TASKS_DIR
 from pat_lite.evaluation.realtext_tasks import REALTEXT_TASKS
 from pat_lite.utils.atomic import atomic_write_text
 from pat_lite.utils.checkpoints import check_model_folder, loading_errors
@@ -69,6 +73,15 @@ class EvaluationDataUnavailable(PatLiteError, RuntimeError):
         self.missing = missing  # (task, dataset_path, dataset_name)
         super().__init__(_missing_message(missing))
 
+    @property
+    def summary(self) -> str:
+        """The message's first line without the list: what is missing, in one sentence."""
+        datasets = len({path for _, path, _ in self.missing})
+        return (
+            f"{len(self.missing)} evaluation task(s) need {datasets} hub dataset(s) that cannot be loaded "
+            "here; the full message (str(error), or `pat-lite eval --tasks ...`) says how to fetch them"
+        )
+
 
 @dataclass
 class TaskRef:
@@ -78,6 +91,33 @@ class TaskRef:
     label: str
     spec: str | dict[str, Any]
     axis: str | None = None  # toy tasks: "retention" or "skill" (docs/method.md §10)
+
+
+@contextmanager
+def _quiet_git_hash() -> Iterator[None]:
+    """lm-eval records the git commit of the working directory by running `git describe`, whose "fatal: not
+    a git repository" goes straight to the terminal (or a notebook's page) outside a checkout, such as a zip
+    download. Inside this block the same call runs with git's stderr discarded; the result is the same."""
+    import lm_eval.evaluator
+
+    original = getattr(lm_eval.evaluator, "get_git_commit_hash", None)
+    if original is None:  # another lm-eval version: nothing to quiet
+        yield
+        return
+    lm_eval.evaluator.get_git_commit_hash = git_commit_hash
+    try:
+        yield
+    finally:
+        lm_eval.evaluator.get_git_commit_hash = original
+
+
+def git_commit_hash() -> str | None:
+    """`git describe --always` of the working directory, or None outside a git checkout (silently)."""
+    try:
+        found = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, check=True)
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+    return found.stdout.strip() or None
 
 
 # --------------------------------------------------------------------------------------- task resolution
@@ -400,15 +440,16 @@ def _evaluate(
         model_name = type(model_or_path).__name__
     check = lm.model.register_forward_hook(_finite_logits_check(model_name))
     try:
-        out = simple_evaluate(
-            model=lm,
-            tasks=[r.spec for r in refs],
-            task_manager=tm,
-            limit=limit,
-            log_samples=log_samples,
-            bootstrap_iters=1000,
-            gen_kwargs={"max_gen_toks": max_gen_toks} if max_gen_toks else None,
-        )
+        with _quiet_git_hash():
+            out = simple_evaluate(
+                model=lm,
+                tasks=[r.spec for r in refs],
+                task_manager=tm,
+                limit=limit,
+                log_samples=log_samples,
+                bootstrap_iters=1000,
+                gen_kwargs={"max_gen_toks": max_gen_toks} if max_gen_toks else None,
+            )
     finally:
         check.remove()
         if was_training:
@@ -514,10 +555,11 @@ def to_markdown(results: dict[str, Any]) -> str:
     if results["task_set"] == "paper14":
         note = "" if scoring == "paper" else " — not comparable: the paper scores by generated letter"
         lines += ["", f"Paper's reported 14-task averages (%, docs/method.md §9){note}:", ""]
-        methods = list(next(iter(PAPER_REPORTED_AVERAGES.values())))
+        reported = lora_and_pat_averages()
+        methods = list(next(iter(reported.values())))
         lines.append("| model | " + " | ".join(methods) + " |")
         lines.append("|---|" + "---:|" * len(methods))
-        for model, row in PAPER_REPORTED_AVERAGES.items():
+        for model, row in reported.items():
             lines.append(f"| {model} | " + " | ".join(f"{row[m]:.2f}" for m in methods) + " |")
         lines.append(
             f"| **ours** (`{results['model']}`) | {avg_text} (this run) |" + " |" * (len(methods) - 1)

@@ -35,7 +35,6 @@ __all__ = [
     "ALPACA_SYSTEM",
     "INVALID",
     "PAPER14",
-    "PAPER_REPORTED_AVERAGES",
     "PaperTask",
     "TASKS_DIR",
     "default_toy_dir",
@@ -270,15 +269,6 @@ PAPER14: tuple[PaperTask, ...] = (
     ),
     PaperTask("WSC", "wsc", "pat_wsc", "aps/super_glue", "wsc.fixed", "validation"),
 )
-
-#: §9's reported 14-task averages (first-capital-letter scoring): model → {method: average}.
-PAPER_REPORTED_AVERAGES: dict[str, dict[str, float]] = {
-    "Gemma-2B": {"LoRA-64 (0 %)": 53.82, "PAT 20 %": 53.95, "PAT 25 %": 52.98, "PAT 30 %": 45.33},
-    "Gemma-7B": {"LoRA-64 (0 %)": 71.59, "PAT 20 %": 68.68, "PAT 25 %": 66.68, "PAT 30 %": 64.58},
-    "Llama2-7B": {"LoRA-64 (0 %)": 58.76, "PAT 20 %": 61.04, "PAT 25 %": 60.02, "PAT 30 %": 57.81},
-    "Llama2-13B": {"LoRA-64 (0 %)": 66.74, "PAT 20 %": 69.37, "PAT 25 %": 66.58, "PAT 30 %": 65.15},
-    "Yi-1.5-34B": {"LoRA-64 (0 %)": 81.21, "PAT 20 %": 81.02, "PAT 25 %": 78.90, "PAT 30 %": 77.89},
-}
 
 
 # ------------------------------------------------------------------------------------------------ the toys

@@ -1,5 +1,6 @@
 """The runs, tables and figures of notebook 05: the paper's Table 2 ablations (frozen mask, no identity loss;
-docs/method.md §6, §9) on the embedded tiny model, plus the pruning ratio and the HIO rank.
+docs/method.md §6, §9) on the embedded tiny model, plus the pruning ratio and the HIO rank; and how the
+committed study's points and diagnostics are shown (`other_points`, `diagnostics_table`, `same_settings`).
 
 Every run is an ordinary `pat_lite.training.run.train` of one recipe with one named setting changed, scored
 on the held-out toy facts with the fast log-likelihood scorer (`pat_lite.evaluation.mc`).
@@ -7,6 +8,7 @@ on the held-out toy facts with the fast log-likelihood scorer (`pat_lite.evaluat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -19,6 +21,7 @@ import pandas as pd
 
 from pat_lite.core.attach import get_pat
 from pat_lite.evaluation.mc import multiple_choice_accuracy
+from pat_lite.evaluation.paper_results import TABLE2_LLAMA2_7B
 from pat_lite.notebook.plots import training_log_rows
 from pat_lite.training.config import load_train_config
 from pat_lite.training.run import train
@@ -28,11 +31,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "frozen mask": {"pat.mask_mode": "frozen"},
     "no identity loss": {"pat.identity_loss": "off"},
     "full PAT": {},
-}
-#: The paper's Table 2 (Llama-2-7B, 14-task average, %; §9): ratio → variant → accuracy.
-PAPER_TABLE2: dict[float, dict[str, float]] = {
-    0.25: {"frozen mask": 54.97, "no identity loss": 58.62, "full PAT": 60.02},
-    0.3: {"frozen mask": 52.72, "no identity loss": 56.59, "full PAT": 57.81},
 }
 
 
@@ -98,7 +96,9 @@ def table2_side_by_side(runs: pd.DataFrame, rank: int) -> pd.DataFrame:
     that were run (the paper reports 25 % and 30 %; other ratios have no paper number)."""
     ours = runs[runs["rank"] == rank].pivot_table(index="ratio", columns="variant", values="accuracy (%)")
     ours = ours[[v for v in VARIANTS if v in ours.columns]]
-    paper = pd.DataFrame(PAPER_TABLE2).T.reindex(index=ours.index, columns=ours.columns)  # the ratios we ran
+    paper = pd.DataFrame(TABLE2_LLAMA2_7B).reindex(
+        index=ours.index, columns=ours.columns
+    )  # the ratios we ran
     return pd.concat({"ours (tiny model, toy facts)": ours, "paper (Llama-2-7B, 14 tasks)": paper}, axis=1)
 
 
@@ -183,3 +183,88 @@ def plot_ratio_and_rank(runs: pd.DataFrame, ratio: float, rank: int, dense_accur
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------ the committed study
+def other_points(result: dict[str, Any]) -> list[tuple[float, int]]:
+    """The (ratio, steps) points of a committed study beside its main one, read from its rows: the other
+    ratios at the main run length, then the other run lengths at the main ratio."""
+    from pat_lite.reproduce.methods import get_method
+    from pat_lite.reproduce.suites import get_suite
+
+    main = (get_suite(result["suite"]).main_ratio, result["protocol"]["default_steps"])
+    points = {(row["ratio"], row["steps"]) for row in result["rows"] if get_method(row["method"]).pruned}
+    ratios = sorted(p for p in points if p[1] == main[1] and p != main)
+    lengths = sorted((p for p in points if p[0] == main[0] and p != main), key=lambda p: p[1])
+    return ratios + lengths
+
+
+def same_settings(methods: Sequence[str]) -> dict[str, str]:
+    """Method → another method in `methods` that trains with exactly the same settings, once settings equal
+    to PATConfig's defaults are left out (e.g. `pat-schedule-paper` is `pat`: the paper's schedule is the
+    default). Such rows repeat each other's numbers by construction."""
+    from pat_lite.core.config import PATConfig
+    from pat_lite.reproduce.methods import get_method
+
+    defaults = dataclasses.asdict(PATConfig())
+
+    def effective(name: str) -> tuple:
+        method = get_method(name)
+        train = {k: v for k, v in (method.train or {}).items()
+                 if not (k.startswith("pat.") and defaults.get(k[4:]) == v)}  # fmt: skip
+        return (tuple(sorted(train.items())), method.prune_before, method.prune_after, method.tuned_from)
+
+    # The method that names fewest settings stands for its group (`pat` rather than `pat-schedule-paper`).
+    ordered = sorted(methods, key=lambda name: len(get_method(name).train or {}))
+    first: dict[tuple, str] = {}
+    for name in ordered:
+        first.setdefault(effective(name), name)
+    return {name: first[effective(name)] for name in methods if first[effective(name)] != name}
+
+
+def same_settings_note(methods: Sequence[str]) -> str:
+    """One sentence per pair of methods that are the same run (`same_settings`), or "" if there is none."""
+    return " ".join(
+        f"`{name}` trains with the same settings as `{twin}` (the setting it names is pat_lite's default), "
+        "so its row repeats that one."
+        for name, twin in same_settings(methods).items()
+    )
+
+
+#: The diagnostics' summary columns (`pat_lite.reproduce.diagnostics.summary_row`) under short plain names;
+#: notebook 05 says what each means beside the table.
+DIAGNOSTIC_COLUMNS = {
+    "overlap_norm": "∩ norm set",
+    "overlap_energy": "∩ energy set",
+    "chance_overlap": "chance",
+    "spearman_wm_vs_writer_norm": "ρ(W_M, norm)",
+    "largest_activation_channels_cut": "top-8 cut",
+    "median_lock_in_step": "decided by step",
+    "milestone": "s0",
+}
+
+
+def diagnostics_table(diagnostics: dict[str, dict]) -> pd.DataFrame:
+    """One row per diagnosed run with plain column names, the overlaps in %, the LM loss of one batch under
+    the soft and the exact mask in one column ("3.08 → 19.13"), and a note where two methods are the same
+    run (`same_settings`)."""
+    from pat_lite.reproduce.diagnostics import summary_row
+
+    same = same_settings(list(diagnostics))
+    rows = {}
+    for method, diag in diagnostics.items():
+        summary = summary_row(diag)
+        row: dict[str, Any] = {}
+        for key, label in DIAGNOSTIC_COLUMNS.items():
+            value = summary[key]
+            if key.startswith(("overlap", "chance")):
+                row[label] = f"{100 * value:.0f} %"
+            elif key == "spearman_wm_vs_writer_norm":
+                row[label] = f"{value:+.2f}"
+            else:
+                row[label] = "–" if value is None or value != value else f"{value:.0f}"
+        soft, exact = summary["final_loss_soft"], summary["final_loss_exact"]
+        row["LM loss, soft → exact"] = "–" if soft is None else f"{soft:.2f} → {exact:.2f}"
+        row["note"] = f"same settings as {same[method]}" if method in same else ""
+        rows[method] = row
+    return pd.DataFrame(rows).T.rename_axis("method")

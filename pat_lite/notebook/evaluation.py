@@ -17,14 +17,14 @@ from typing import Any
 import pandas as pd
 
 from pat_lite.bench.common import resolve_config
-from pat_lite.bench.inference import ideal_speedup
-from pat_lite.evaluation.paper_tasks import PAPER_REPORTED_AVERAGES
+from pat_lite.bench.costs import naive_speedup
+from pat_lite.evaluation import paper_results
 
 Results = Mapping[tuple[str, str], dict[str, Any]]
 #: An answer in the paper protocol's own form: a lone capital letter, optionally "(B)", "B." or "B: ...".
 _LETTER_ANSWER = re.compile(r"^\s*\(?([A-Z])(\)|\.|:|\s|$)")
-#: The paper's Llama-2-7B averages (§9) that notebook 04 sets ours beside.
-PAPER_ROW = ("paper, Llama2-7B (14 tasks)", "Llama2-7B", "LoRA-64 (0 %)", "PAT 25 %")
+#: The paper's Llama-2-7B averages (§9) that notebook 04 sets ours beside: the row's label and model.
+PAPER_ROW = ("paper, Llama2-7B (14 tasks)", "Llama2-7B")
 
 
 def _models(results: Results) -> list[str]:
@@ -113,14 +113,14 @@ def plot_accuracy(table: pd.DataFrame, chance: Mapping[str, float] | None = None
         for k, model in enumerate(table.columns):
             bars = ax.bar([i + (k - (len(table.columns) - 1) / 2) * width for i in x], part[model], width,
                           label=model)  # fmt: skip
-            ax.bar_label(bars, fmt=_percent, fontsize=7, padding=1)
+            ax.bar_label(bars, fmt=_percent, fontsize=7, padding=2, rotation=90)  # upright: no "100100"
         if chance:
             marks = [(i, chance[task]) for i, task in enumerate(part.index) if task in chance]
             for n, (i, level) in enumerate(marks):
                 ax.hlines(level, i - 0.45, i + 0.45, colors="black", linestyles="--", lw=1,
                           label="chance (uniform guess)" if n == 0 else None)  # fmt: skip
         ax.set_xticks(list(x), list(part.index), rotation=20)
-        ax.set_ylim(0, 109)
+        ax.set_ylim(0, 118)  # room for an upright "100" above a full bar
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"scoring: {scoring}")
     handles, labels = axes[0].get_legend_handles_labels()
@@ -141,16 +141,19 @@ def _percent(value: float) -> str:
 # ------------------------------------------------------------------------------------------- paper table
 def paper_reported_table() -> pd.DataFrame:
     """The paper's 14-task averages (%, §9): one row per model, one column per method and ratio."""
-    return pd.DataFrame(PAPER_REPORTED_AVERAGES).T
+    return pd.DataFrame(paper_results.lora_and_pat_averages()).T
 
 
 def paper_comparison(results: Results, label: str, chance: float | None = None) -> pd.DataFrame:
     """The paper's Llama-2-7B LoRA-64 and PAT 25 % averages beside ours (one row per scoring), with the
     ratio PAT / LoRA — left empty, with the reason in `note`, where LoRA does not beat `chance` (%): a
     ratio of two guesses measures nothing."""
-    source, model, lora_key, pat_key = PAPER_ROW
-    paper = PAPER_REPORTED_AVERAGES[model]
-    rows = [{"source": source, "LoRA (%)": paper[lora_key], "PAT 25 % (%)": paper[pat_key], "note": ""}]
+    source, model = PAPER_ROW
+    lora, pat = (
+        paper_results.table1(paper_results.LORA, 0.0, model),
+        paper_results.table1(paper_results.PAT, 0.25, model),
+    )
+    rows = [{"source": source, "LoRA (%)": lora, "PAT 25 % (%)": pat, "note": ""}]
     for scoring in _scorings(results):
         lora, pat = 100 * results["LoRA", scoring]["average"], 100 * results["PAT", scoring]["average"]
         source = f"ours, {label}, {scoring}"
@@ -199,18 +202,56 @@ PAPER_WIDTHS = (("llama2-7b", 3072), ("llama2-13b", 3840), ("tinyllama", 1536))
 
 
 def ideal_speedup_table(models: Sequence[tuple[str, int]] = PAPER_WIDTHS, context: int = 128) -> pd.DataFrame:
-    """Upper bounds of the pruned models' speedup from their shapes (`ideal_speedup`: prefill FLOP ratio,
+    """Upper bounds of the pruned models' speedup from their shapes (`naive_speedup`: prefill FLOP ratio,
     decode byte ratio) and their parameter counts in billions."""
     rows = []
     for preset, width in models:
         config = resolve_config(preset)
-        speed = ideal_speedup(config, width, context=context)
+        speed = naive_speedup(config, width, context=context)
         rows.append(
             {"model": preset, "d": config.hidden_size, "d'": width, "ideal prefill speedup": speed["prefill"],
              "ideal decode speedup": speed["decode"], "parameters (B)": speed["dense_params"] / 1e9,
              "pruned parameters (B)": speed["pruned_params"] / 1e9}
         )  # fmt: skip
     return pd.DataFrame(rows).set_index("model")
+
+
+#: The benchmark's columns in plain words: (column, header, format). "Ideal" speed-ups are upper bounds from
+#: the shapes alone: "FLOPs / bytes only" counts the matrix products and weight reads that shrink, "all
+#: costs" adds what does not shrink (attention's inner width, the KV cache, fixed per-step overhead).
+BENCH_COLUMNS = (
+    ("batch_size", "batch", "{:d}"),
+    ("ttft_ms", "time to first token (ms)", "{:.1f}"),
+    ("prefill_speedup_cpu", "prefill speed-up, measured", "{:.2f}×"),
+    ("prefill_speedup_ideal", "prefill, ideal (FLOPs only)", "{:.2f}×"),
+    ("prefill_speedup_ideal_honest", "prefill, ideal (all costs)", "{:.2f}×"),
+    ("prefill_efficiency_honest_cpu", "prefill, share of ideal", "{:.0%}"),
+    ("decode_ms_per_step", "ms per generated token", "{:.2f}"),
+    ("decode_speedup_cpu", "decode speed-up, measured", "{:.2f}×"),
+    ("decode_speedup_ideal_honest", "decode, ideal (all costs)", "{:.2f}×"),
+    ("decode_efficiency_honest_cpu", "decode, share of ideal", "{:.0%}"),
+)
+
+
+def benchmark_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """`run_benchmark`'s rows as a table with plain column names, one row per model and batch size; the
+    speed-ups are ratios of CPU time against the dense model (steady when other jobs share the CPU), and the
+    last column is memory: measured peak where it was measured, otherwise weights + KV cache estimated."""
+    table = []
+    several_runtimes = len({r.get("runtime") for r in rows}) > 1
+    for r in rows:
+        runtime = f", {r['runtime']}" if several_runtimes else ""
+        cells = {"model": f"{r['variant']}, d = {r['width']}{runtime}"}
+        cells |= {header: fmt.format(r[key]) for key, header, fmt in BENCH_COLUMNS}
+        peak = next(
+            (r[c] for c in ("peak_cuda_alloc_mib", "peak_rss_mib") if r.get(c) not in ("", None)), None
+        )
+        if peak is None:
+            cells["memory, estimated (MiB)"] = f"{r['est_weights_kv_mib']:,.1f}"
+        else:
+            cells["peak memory (MiB)"] = f"{peak:,.0f}"
+        table.append(cells)
+    return pd.DataFrame(table).set_index("model")
 
 
 #: Below this many parameters a forward pass is mostly per-call overhead, not the matmuls PAT shrinks.

@@ -2,7 +2,8 @@
 
 `setup(output_dir)` replaces the setup cell the five notebooks used to repeat: it works from the repository
 root when JupyterLab starts the kernel in notebooks/, creates the artifact folder, silences what teaches
-nothing on the page (`quiet_libraries`) and sets one matplotlib style for every figure.
+nothing on the page (`quiet_libraries`), sets one matplotlib style for every figure and lets tables show
+whole cells.
 
 `show_source(obj, ...)` shows the code of a pat_lite function or class, highlighted, with the file and lines
 it comes from: the notebooks never re-implement PAT, so the student reads the one source of truth beside
@@ -65,6 +66,10 @@ def setup(output_dir: str | os.PathLike, quiet: bool = True) -> Path:
 
     plt.rcParams.update(MATPLOTLIB_STYLE)
     _show_figures_as_images()
+    with suppress(ImportError):  # tables show whole cells: a recipe or an answer cut with "..." teaches less
+        import pandas as pd
+
+        pd.set_option("display.max_colwidth", None)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     print(f"working directory: {Path.cwd()} | artifacts -> {out}")

@@ -16,22 +16,31 @@ from typing import Any
 import pandas as pd
 
 from pat_lite.core.config import PATConfig
-from pat_lite.reproduce.report import aggregate, format_values
+from pat_lite.evaluation import paper_results as paper
+from pat_lite.reproduce.report import aggregate, mean_std
 from pat_lite.reproduce.suites import get_suite
+from pat_lite.utils.numbers import readable
 
-#: Paper Table 1 (Llama2-7B, 14-task average, %; docs/method.md §9): our method → (paper's row, ratio → %).
-PAPER_TABLE1_LLAMA2_7B: dict[str, tuple[str, dict[float, float]]] = {
-    "lora": ("LoRA-64 (full width)", {0.0: 58.76}),
-    "prune-ft-norm": ("LLM-Pruner prune→tune", {0.2: 58.53, 0.25: 52.50, 0.3: 50.60}),
-    "prune-ft-pca": ("SliceGPT prune→tune", {0.2: 57.81, 0.25: 52.98, 0.3: 50.91}),
-    "pat": ("PAT", {0.2: 61.04, 0.25: 60.02, 0.3: 57.81}),
+#: Our method → the paper's Table 1 row it stands beside (`pat_lite.evaluation.paper_results`).
+TABLE1_ROWS = {
+    "lora": paper.LORA,
+    "prune-ft-norm": paper.LLM_PRUNER,
+    "prune-ft-pca": paper.SLICEGPT,
+    "pat": paper.PAT,
 }
-#: Paper Table 2 (Llama2-7B, 14-task average, %): our method → (paper's row, ratio → %).
-PAPER_TABLE2_LLAMA2_7B: dict[str, tuple[str, dict[float, float]]] = {
-    "pat-frozen": ("frozen mask", {0.25: 54.97, 0.3: 52.72}),
-    "pat-no-identity": ("no identity loss", {0.25: 58.62, 0.3: 56.59}),
-    "pat": ("full PAT", {0.25: 60.02, 0.3: 57.81}),
-}
+#: Our method → the paper's Table 2 variant.
+TABLE2_ROWS = {"pat-frozen": "frozen mask", "pat-no-identity": "no identity loss", "pat": "full PAT"}
+
+
+def paper_llama2_7b(method: str, table: str, ratio: float) -> tuple[str, float | None]:
+    """The paper's row name and Llama2-7B average (%) beside our `method` (LoRA-64 is reported at 0 %)."""
+    if table != "1":
+        name = TABLE2_ROWS[method]
+        return name, paper.TABLE2_LLAMA2_7B[name].get(ratio)
+    name = TABLE1_ROWS[method]
+    if name == paper.LORA:
+        return f"{name} (full width)", paper.table1(name, 0.0)
+    return name, paper.table1(name, ratio)
 
 
 def load_results(suite: str, results_dir: str | Path) -> dict[str, Any]:
@@ -61,9 +70,18 @@ def main_table(result: dict[str, Any], ratio: float | None = None, steps: int | 
         metrics = table[method]
         cells = {"seeds": len(next(iter(metrics.values())))}
         for name, unit in suite.metric_units.items():
-            cells[f"{name} ({unit})" if unit else name] = format_values(metrics[name], unit)
+            cells[f"{name} ({unit})" if unit else name] = _mean_std(metrics[name], unit)
         rows[method] = cells
     return pd.DataFrame(rows).T.rename_axis("method")
+
+
+def _mean_std(values: list[float], unit: str) -> str:
+    """ "mean" or "mean ± std" as a reader takes them in (`readable`: 1.6 × 10¹⁰, 109,197, 242.8; two
+    decimals below 10 where the metric has no unit)."""
+    mean, std = mean_std(values)
+    digits = 2 if not unit and abs(mean) < 10 else 1
+    text = readable(mean, digits)
+    return text if len(values) == 1 else f"{text} ± {readable(std, digits)}"
 
 
 def _mean(result: dict[str, Any], method: str, metric: str, ratio: float) -> float | None:
@@ -79,11 +97,10 @@ def _mean(result: dict[str, Any], method: str, metric: str, ratio: float) -> flo
 def beside_paper(results: dict[str, dict[str, Any]], table: str = "1", ratio: float = 0.25) -> pd.DataFrame:
     """The paper's Llama2-7B row of each method beside our suites' headline means at `ratio` (`table`:
     "1" for the method comparison, "2" for the ablations). `results`: suite name → its JSON."""
-    paper = PAPER_TABLE1_LLAMA2_7B if table == "1" else PAPER_TABLE2_LLAMA2_7B
     rows = {}
-    for method, (paper_name, by_ratio) in paper.items():
-        paper_ratio = 0.0 if method == "lora" else ratio
-        row: dict[str, Any] = {"paper's row": paper_name, "paper, Llama2-7B (%)": by_ratio.get(paper_ratio)}
+    for method in TABLE1_ROWS if table == "1" else TABLE2_ROWS:
+        paper_name, value = paper_llama2_7b(method, table, ratio)
+        row: dict[str, Any] = {"paper's row": paper_name, "paper, Llama2-7B (%)": value}
         for suite, result in results.items():
             for metric, unit in get_suite(suite).metric_units.items():
                 column = f"{suite}: {metric}" + (f" ({unit})" if unit else "")
