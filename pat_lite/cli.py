@@ -297,9 +297,11 @@ def _add_gpu_check(sub: Any) -> None:
 
     def handler(args: argparse.Namespace) -> int:
         from pat_lite.bench.gpu_check import run_gpu_check
+        from pat_lite.utils.output import output_file_location
 
         command = "pat-lite gpu-check" + (" --cpu-dry-run" if args.cpu_dry_run else "")
-        report = run_gpu_check(args.out, cpu_dry_run=args.cpu_dry_run, steps=args.steps, command=command)
+        out = output_file_location(args.out, "--out")  # before the check's minutes of work
+        report = run_gpu_check(out, cpu_dry_run=args.cpu_dry_run, steps=args.steps, command=command)
         print("\n".join(report["verdicts"]))
         print(f"wrote {args.out}")
         return 0 if report["ok"] else 1

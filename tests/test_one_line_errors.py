@@ -115,6 +115,21 @@ def test_bench_out_that_is_a_file_is_refused_before_the_benchmark(command, asset
     assert "[bench" not in captured.out and target.read_text() == "mine"
 
 
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (lambda tmp: _under_a_file(tmp) + ".json", r"cannot create --out .*notes.txt/run.json: .* is a file"),
+        (lambda tmp: str(tmp), r"--out '.*' is a folder, not a file: give a file name"),
+    ],
+)
+def test_gpu_check_out_that_cannot_be_written_is_refused_before_the_check(where, message, tmp_path, capsys):
+    """gpu-check writes one report file at its end: its location is checked first (before: after minutes
+    of steps, or not at all)."""
+    assert cli.main(["gpu-check", "--cpu-dry-run", "--out", where(tmp_path)]) == cli.USER_ERROR_STATUS
+    captured = capsys.readouterr()
+    assert re.search(message, error_line(captured.err)) and "[gpu-check]" not in captured.out
+
+
 # ------------------------------------------------------------------------------------------ full disk
 def test_a_full_disk_during_training_is_one_line_and_the_same_command_resumes(
     assets, tmp_path, monkeypatch, capsys

@@ -1,7 +1,8 @@
 """Where a command writes: checked before any work, held while it writes, and a full disk in one line.
 
 Every command that writes a folder (`train`, `eval --out-dir`, `bench --out`, `bench-train --out`,
-`build-tiny-base --out`, `demo`, `reproduce --out`) starts with `writing_to(path, what)`:
+`build-tiny-base --out`, `demo`, `reproduce --out`) starts with `writing_to(path, what)`, and one that
+writes a single report file (`gpu-check --out`) with `output_file_location`:
 
 - `output_location` refuses, in one line naming the setting, a location that cannot be a folder (`.`,
   `..`, the current folder or one above it, an existing file, a path under a file) or cannot be written
@@ -51,6 +52,23 @@ def output_location(path: str | os.PathLike, what: str = "output folder") -> Pat
         )
     if target.exists() and not target.is_dir():
         raise RunFolderError(f"{what} {text} is a file, not a folder; choose another {what}")
+    _check_writable(target, text, what)
+    return target
+
+
+def output_file_location(path: str | os.PathLike, what: str = "output file") -> Path:
+    """The file `path` (a report a command writes at its end), checked before any work: not a folder, in
+    a folder that exists or can be created, and can be written. Reads only."""
+    file = Path(str(path)).expanduser()
+    if not str(path).strip() or file.is_dir():
+        raise OutputError(f"{what} {str(path)!r} is a folder, not a file: give a file name, e.g. report.json")
+    _check_writable(file.parent, str(path), what)
+    return file
+
+
+def _check_writable(target: Path, text: str, what: str) -> None:
+    """`target` (a folder) exists and can be written, or can be created: its nearest existing part is a
+    writable folder. One line (OutputError) otherwise."""
     existing = target
     while not existing.exists():  # the nearest part of the path that exists: the folder, or a parent
         existing = existing.parent
@@ -60,7 +78,6 @@ def output_location(path: str | os.PathLike, what: str = "output folder") -> Pat
         raise OutputError(
             f"cannot write {what} {text}: {existing} is read-only here; choose a writable location"
         )
-    return target
 
 
 @contextmanager
