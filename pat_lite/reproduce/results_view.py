@@ -17,9 +17,8 @@ import pandas as pd
 
 from pat_lite.core.config import PATConfig
 from pat_lite.evaluation import paper_results as paper
-from pat_lite.reproduce.report import aggregate, mean_std
+from pat_lite.reproduce.report import aggregate, format_values
 from pat_lite.reproduce.suites import get_suite
-from pat_lite.utils.numbers import readable
 
 #: Our method → the paper's Table 1 row it stands beside (`pat_lite.evaluation.paper_results`).
 TABLE1_ROWS = {
@@ -70,18 +69,10 @@ def main_table(result: dict[str, Any], ratio: float | None = None, steps: int | 
         metrics = table[method]
         cells = {"seeds": len(next(iter(metrics.values())))}
         for name, unit in suite.metric_units.items():
-            cells[f"{name} ({unit})" if unit else name] = _mean_std(metrics[name], unit)
+            values = metrics.get(name)
+            cells[f"{name} ({unit})" if unit else name] = format_values(values, unit) if values else "–"
         rows[method] = cells
     return pd.DataFrame(rows).T.rename_axis("method")
-
-
-def _mean_std(values: list[float], unit: str) -> str:
-    """ "mean" or "mean ± std" as a reader takes them in (`readable`: 1.6 × 10¹⁰, 109,197, 242.8; two
-    decimals below 10 where the metric has no unit)."""
-    mean, std = mean_std(values)
-    digits = 2 if not unit and abs(mean) < 10 else 1
-    text = readable(mean, digits)
-    return text if len(values) == 1 else f"{text} ± {readable(std, digits)}"
 
 
 def _mean(result: dict[str, Any], method: str, metric: str, ratio: float) -> float | None:
