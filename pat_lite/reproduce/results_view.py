@@ -101,3 +101,30 @@ def beside_paper(results: dict[str, dict[str, Any]], table: str = "1", ratio: fl
     numeric = [c for c in frame.columns if c != "paper's row"]
     frame[numeric] = frame[numeric].apply(pd.to_numeric)  # None → NaN, so that .round() applies
     return frame
+
+
+def cut_quality(suite: str, results_dir: str | Path) -> dict[str, Any]:
+    """The committed cut-quality table of `suite` (`pat_lite.reproduce.cut_table`), rebuilt from
+    `<suite>.json` and `<suite>-cut-quality.json` alone: nothing is trained or scored."""
+    from pat_lite.reproduce.cut_table import cut_quality_table
+
+    result = load_results(suite, results_dir)
+    return cut_quality_table(Path(results_dir), get_suite(suite), result["rows"], compute=False)
+
+
+def cut_quality_frame(table: dict[str, Any]) -> pd.DataFrame:
+    """`cut_quality`'s rows as a table: untuned score with the cut, energy kept, tuned, recovered (mean ±
+    std over seeds or random draws)."""
+    unit, sign = table["unit"], -1.0 if table["lower_is_better"] else 1.0
+    rows = {}
+    for row in table["rows"]:
+        tuned = row.get("tuned")
+        gains = [sign * (t - u) for t, u in zip(tuned, row["untuned"], strict=True)] if tuned else None
+        rows[row["label"].replace("`", "")] = {
+            "chosen by": row["chooser"],
+            f"untuned ({unit})": format_values(row["untuned"], unit),
+            "energy kept (%)": format_values([100 * e for e in row["energy_kept"]], "%"),
+            f"tuned ({unit})": format_values(tuned, unit) if tuned else "–",
+            f"recovered ({unit})": format_values(gains, unit) if gains else "–",
+        }
+    return pd.DataFrame(rows).T.rename_axis("cut")
