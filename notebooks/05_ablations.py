@@ -159,6 +159,32 @@ display(table)
 display(Markdown(report.same_settings_note(list(table.index))))
 
 # %% [markdown]
+# The rows marked *(ours)* in `results/toy.md` are this project's variants of PAT, not the paper's
+# (docs/method.md §12): `pat-energy-start` starts $W_M$ at ±0.5 by activation energy, `pat-pca` runs PAT
+# in the residual stream's PCA basis (the base rotated exactly first), `pat-pca-zero` does so from
+# $W_M = 0$, and `pat-fixed-from-s0` holds the kept set from $s_0$ on. The paper's PAT is the `pat` row.
+#
+# ## How good was the choice, and what did tuning add?
+#
+# A pruned model's score mixes two things: which channels (or directions) the method kept, and how much
+# tuning repaired afterwards. `pat_lite.baselines.cut_quality` measures the first alone: the *untuned*
+# base with exactly that method's cut (for PAT: the kept set its run ended with, per seed), beside
+# reference cuts of the same width — random sets, the largest writer norms, the largest activation
+# energies, the step-0 task gradient PAT's mask first sees, its square (Fisher), and the PCA slice — and the
+# share of the residual stream's energy each keeps. The arrow shows where tuning took each method's cut.
+
+# %%
+from pat_lite.reproduce.results_view import cut_quality, cut_quality_frame
+
+for suite in ("toy", "smollm2"):
+    quality = cut_quality(suite, "results")
+    if not quality:
+        print(f"{suite}: the committed results have no cut-quality table yet")
+        continue
+    display(Markdown(f"**{suite}**, untuned measure: {quality['measure']}"), cut_quality_frame(quality))
+    display(report.plot_cut_quality(quality, title=f"{suite}: cut quality and recovery at 25 %"))
+
+# %% [markdown]
 # The other ratios and run lengths the committed study holds (first seed, read from its rows): does PAT's
 # standing against prune→tune change with the ratio, or with a longer soft phase, as the paper's
 # 10,000-step $s_0$ suggests?

@@ -85,6 +85,8 @@ def test_every_committed_result_records_the_environment_that_made_it(path):
     records = (
         [row.get("environment") for row in result["rows"]] if "rows" in result
         else [run.get("environment") for run in result.values()] if path.name.endswith("-diagnostics.json")
+        else [e.get("environment") for part in ("references", "runs") for e in result[part].values()]
+        if path.name.endswith("-cut-quality.json")
         else [result.get("environment")]
     )  # fmt: skip
     for record in records:

@@ -224,3 +224,30 @@ def test_the_main_table_shows_a_huge_perplexity_readably():
     table = main_table({"suite": "smollm2", "protocol": {"default_steps": 100}, "rows": rows})
     assert table.loc["pat-schedule-released", "perplexity"] == "1.6 × 10¹⁰"
     assert table.loc["pat-schedule-released", "cloze (%)"] == "45.0"
+
+
+def test_the_cut_quality_table_rebuilds_from_the_committed_files_alone(tmp_path, monkeypatch):
+    """A fresh clone has the rows and the cut-quality cache but no run folders: the table comes back
+    whole, and nothing is loaded or scored."""
+    import shutil
+
+    from pat_lite.models import loading
+    from pat_lite.reproduce.results_view import cut_quality, cut_quality_frame
+
+    shutil.copytree(RESULTS / "rows" / "toy", tmp_path / "rows" / "toy")
+    for name in ("toy.json", "toy-cut-quality.json"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("loaded a model")
+
+    monkeypatch.setattr(loading, "load_model_and_tokenizer", refuse)
+    table = cut_quality("toy", tmp_path)
+    labels = [row["label"] for row in table["rows"]]
+    assert labels[:6] == ["random (5 draws)", "`norm`", "`energy`", "`gradient`", "`fisher`", "`pca`"]
+    assert "`pat`, 300 steps" in labels and "`pat-pca`, 300 steps" in labels
+    pat = next(row for row in table["rows"] if row["label"] == "`pat`, 300 steps")
+    assert len(pat["untuned"]) == len(pat["tuned"]) == 3  # one cut per seed
+    frame = cut_quality_frame(table)
+    assert frame.loc["pca", "untuned (%)"] == table["rows"][5]["untuned"][0].__format__(".1f")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows", "toy-cut-quality.json", "toy.json"]

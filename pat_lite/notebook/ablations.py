@@ -268,3 +268,44 @@ def diagnostics_table(diagnostics: dict[str, dict]) -> pd.DataFrame:
         row["note"] = f"same settings as {same[method]}" if method in same else ""
         rows[method] = row
     return pd.DataFrame(rows).T.rename_axis("method")
+
+
+def plot_cut_quality(table: dict[str, Any], title: str = ""):
+    """One line per cut: the untuned base with it (open circle: how good the choice was) and, for a method's
+    own cut, the tuned model (filled: where tuning took it), joined by an arrow; means over seeds or draws.
+    The random cuts' range is a band, the dense base a dotted line. Returns a matplotlib Figure."""
+    from matplotlib.figure import Figure
+
+    rows = table["rows"]
+    fig = Figure(figsize=(8, 0.32 * len(rows) + 1.4))
+    ax = fig.subplots()
+    randoms = next(row for row in rows if row["label"].startswith("random"))
+    ax.axvspan(min(randoms["untuned"]), max(randoms["untuned"]), color="lightgrey", alpha=0.6,
+               label="range of the random cuts")  # fmt: skip
+    ax.axvline(table["dense"], color="black", ls=":", lw=1, label="dense base, uncut")
+    for y, row in enumerate(rows):
+        name = row["label"].replace("`", "")
+        colour = (
+            "tab:red"
+            if name.startswith("pat")
+            else "tab:grey"
+            if row["chooser"] == "reference"
+            else "tab:blue"
+        )
+        untuned = sum(row["untuned"]) / len(row["untuned"])
+        ax.plot(untuned, y, "o", mfc="white", color=colour)
+        if row.get("tuned"):
+            tuned = sum(row["tuned"]) / len(row["tuned"])
+            ax.annotate("", (tuned, y), (untuned, y), arrowprops={"arrowstyle": "->", "color": colour})
+            ax.plot(tuned, y, "o", color=colour)
+    ax.set_yticks(range(len(rows)), [row["label"].replace("`", "") for row in rows], fontsize=8)
+    ax.invert_yaxis()
+    if table["lower_is_better"]:
+        ax.set_xscale("log")
+    better = "lower" if table["lower_is_better"] else "higher"
+    ax.set(xlabel=f"{table['unit']} ({better} is better): ○ untuned base with the cut, ● after tuning",
+           title=title or "how good was the cut, and what did tuning add")  # fmt: skip
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig

@@ -10,7 +10,8 @@ separate columns. A method's cut:
 - tune → prune methods are left out: their cut is chosen on the tuned model, not on the base.
 
 Everything is cached in `<out>/<suite>-cut-quality.json` (reference cuts once per base and ratio, each
-run by its folder name), so a growing grid only scores its new runs.
+run by its folder name), so a growing grid only scores its new runs, and a checkout without the run
+folders (they are not committed) still rebuilds the table from the cache and the committed rows.
 """
 
 from __future__ import annotations
@@ -62,9 +63,12 @@ def _rows_at_main_ratio(suite: Suite, rows: list[dict[str, Any]]) -> list[dict[s
     return [r for r in rows if r.get("selected") and r["ratio"] == suite.main_ratio]
 
 
-def cut_quality_table(out: Path, suite: Suite, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def cut_quality_table(
+    out: Path, suite: Suite, rows: list[dict[str, Any]], compute: bool = True
+) -> dict[str, Any]:
     """The table (see the module docstring) as plain data for `report.cut_quality_lines`; computes what
-    the cache lacks (loading the base only then)."""
+    the cache lacks (loading the base only then), or with `compute=False` leaves such rows out and writes
+    nothing."""
     path = out / f"{suite.name}-cut-quality.json"
     cache = json.loads(path.read_text()) if path.is_file() else {}
     key = f"ratio={suite.main_ratio:g}"
@@ -88,6 +92,8 @@ def cut_quality_table(out: Path, suite: Suite, rows: list[dict[str, Any]]) -> di
         return state
 
     if key not in cache.get("references", {}):
+        if not compute:
+            return {}
         s = loaded()
         cuts = reference_cuts(s["base"], s["calibration"], s["width"], random_draws=RANDOM_DRAWS)
         scored = score_cuts(s["base"], cuts, s["score"], s["moment"])
@@ -102,21 +108,24 @@ def cut_quality_table(out: Path, suite: Suite, rows: list[dict[str, Any]]) -> di
     runs = cache.setdefault("runs", {})
     method_rows = []
     for row in candidates:
-        cut = method_cut(out, row, references)
-        if cut is None:
+        run = Path(row["run_dir"]).name if row.get("run_dir") else None
+        if run in runs:  # scored before: no need for its run folder (a fresh clone has none)
+            method_rows.append((row, runs[run]))
+            continue
+        cut = method_cut(out, row, references)  # reads a PAT run's folder only if it exists
+        if cut is None or (not compute and cut.name not in references_data["cuts"]):
             continue
         if cut.name in references_data["cuts"]:
             entry = references_data["cuts"][cut.name]
         else:
-            if cut.name not in runs:
-                s = loaded()
-                runs[cut.name] = {
-                    **score_cuts(s["base"], [cut], s["score"], s["moment"])[cut.name],
-                    "environment": environment(),
-                }
-            entry = runs[cut.name]
+            s = loaded()
+            entry = runs[cut.name] = {
+                **score_cuts(s["base"], [cut], s["score"], s["moment"])[cut.name],
+                "environment": environment(),
+            }
         method_rows.append((row, entry))
-    atomic_write_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
+    if compute:
+        atomic_write_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
     return _as_table(suite, references_data, method_rows)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pat_lite.reproduce.methods import OUR_VARIANTS, get_method
+from pat_lite.utils.numbers import readable
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -17,16 +18,12 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def format_values(values: list[float], unit: str) -> str:
-    """ "mean" or "mean ± std" (sample std): one decimal for percentages and values ≥ 100, two otherwise,
-    three significant digits in scientific form from 10⁵ on (a perplexity of 1.6e10 stays readable)."""
+    """ "mean" or "mean ± std" (sample std) as a reader takes them in (`utils.numbers.readable`: 1.6 × 10¹⁰,
+    109,197, 242.8): two decimals below 10 for a metric that is not a percentage, one otherwise."""
     mean, std = mean_std(values)
-    if unit != "%" and abs(mean) >= 1e5:
-        text = f"{mean:.3g}"
-        return text if len(values) == 1 else f"{text} ± {std:.2g}"
-    digits = 1 if unit == "%" else (1 if mean >= 100 else 2)
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    digits = 2 if unit != "%" and abs(mean) < 10 else 1
+    text = readable(mean, digits)
+    return text if len(values) == 1 else f"{text} ± {readable(std, digits)}"
 
 
 def method_label(name: str) -> str:

@@ -17,9 +17,8 @@ import pandas as pd
 
 from pat_lite.core.config import PATConfig
 from pat_lite.evaluation import paper_results as paper
-from pat_lite.reproduce.report import aggregate, mean_std
+from pat_lite.reproduce.report import aggregate, format_values
 from pat_lite.reproduce.suites import get_suite
-from pat_lite.utils.numbers import readable
 
 #: Our method → the paper's Table 1 row it stands beside (`pat_lite.evaluation.paper_results`).
 TABLE1_ROWS = {
@@ -70,18 +69,10 @@ def main_table(result: dict[str, Any], ratio: float | None = None, steps: int | 
         metrics = table[method]
         cells = {"seeds": len(next(iter(metrics.values())))}
         for name, unit in suite.metric_units.items():
-            cells[f"{name} ({unit})" if unit else name] = _mean_std(metrics[name], unit)
+            values = metrics.get(name)
+            cells[f"{name} ({unit})" if unit else name] = format_values(values, unit) if values else "–"
         rows[method] = cells
     return pd.DataFrame(rows).T.rename_axis("method")
-
-
-def _mean_std(values: list[float], unit: str) -> str:
-    """ "mean" or "mean ± std" as a reader takes them in (`readable`: 1.6 × 10¹⁰, 109,197, 242.8; two
-    decimals below 10 where the metric has no unit)."""
-    mean, std = mean_std(values)
-    digits = 2 if not unit and abs(mean) < 10 else 1
-    text = readable(mean, digits)
-    return text if len(values) == 1 else f"{text} ± {readable(std, digits)}"
 
 
 def _mean(result: dict[str, Any], method: str, metric: str, ratio: float) -> float | None:
@@ -110,3 +101,30 @@ def beside_paper(results: dict[str, dict[str, Any]], table: str = "1", ratio: fl
     numeric = [c for c in frame.columns if c != "paper's row"]
     frame[numeric] = frame[numeric].apply(pd.to_numeric)  # None → NaN, so that .round() applies
     return frame
+
+
+def cut_quality(suite: str, results_dir: str | Path) -> dict[str, Any]:
+    """The committed cut-quality table of `suite` (`pat_lite.reproduce.cut_table`), rebuilt from
+    `<suite>.json` and `<suite>-cut-quality.json` alone: nothing is trained or scored."""
+    from pat_lite.reproduce.cut_table import cut_quality_table
+
+    result = load_results(suite, results_dir)
+    return cut_quality_table(Path(results_dir), get_suite(suite), result["rows"], compute=False)
+
+
+def cut_quality_frame(table: dict[str, Any]) -> pd.DataFrame:
+    """`cut_quality`'s rows as a table: untuned score with the cut, energy kept, tuned, recovered (mean ±
+    std over seeds or random draws)."""
+    unit, sign = table["unit"], -1.0 if table["lower_is_better"] else 1.0
+    rows = {}
+    for row in table["rows"]:
+        tuned = row.get("tuned")
+        gains = [sign * (t - u) for t, u in zip(tuned, row["untuned"], strict=True)] if tuned else None
+        rows[row["label"].replace("`", "")] = {
+            "chosen by": row["chooser"],
+            f"untuned ({unit})": format_values(row["untuned"], unit),
+            "energy kept (%)": format_values([100 * e for e in row["energy_kept"]], "%"),
+            f"tuned ({unit})": format_values(tuned, unit) if tuned else "–",
+            f"recovered ({unit})": format_values(gains, unit) if gains else "–",
+        }
+    return pd.DataFrame(rows).T.rename_axis("cut")
