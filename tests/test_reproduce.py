@@ -251,3 +251,19 @@ def test_the_cut_quality_table_rebuilds_from_the_committed_files_alone(tmp_path,
     frame = cut_quality_frame(table)
     assert frame.loc["pca", "untuned (%)"] == table["rows"][5]["untuned"][0].__format__(".1f")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows", "toy-cut-quality.json", "toy.json"]
+
+
+def test_a_study_of_full_width_rows_only_writes_its_report_without_a_cut_table(tmp_path):
+    """`--methods lora` has no pruned row: the report is written at the suite's own point, and no base is
+    loaded for a cut-quality table that has nothing to compare."""
+    from pat_lite.reproduce.runner import write_suite
+
+    rows = tmp_path / "rows" / "toy"
+    rows.mkdir(parents=True)
+    row = {"method": "lora", "ratio": 0.0, "seed": 0, "steps": 5, "learning_rate": 2e-3, "seconds": 1.0,
+           "metrics": {"retention": 90.0, "skill": 80.0, "average": 85.0}, "validation": None}  # fmt: skip
+    (rows / "lora__r0__s0__n5__lr0.002.json").write_text(json.dumps(row))
+    result = write_suite(tmp_path, get_suite("toy"), "pat-lite reproduce --suite toy --methods lora")
+    assert [r["method"] for r in result["rows"]] == ["lora"] and result["rows"][0]["selected"]
+    assert not (tmp_path / "toy-cut-quality.json").exists()
+    assert "| `lora` | 1 |" in (tmp_path / "toy.md").read_text()

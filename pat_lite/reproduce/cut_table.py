@@ -91,6 +91,8 @@ def cut_quality_table(
             )  # fmt: skip
         return state
 
+    if not candidates:  # nothing was cut at this ratio: no table (and no base to load for one)
+        return {}
     if key not in cache.get("references", {}):
         if not compute:
             return {}

@@ -59,11 +59,12 @@ def sweep_rows(suite: Suite, method: Method, seed: int, learning_rates: Sequence
 def _sweep_point(suite: Suite, grid: Sequence[tuple[str, float, int, int]]) -> Suite:
     """The suite with its main ratio / run length moved to the requested ones when a command asks for
     neither (e.g. a quick `--steps 20` run sweeps at 20 steps)."""
-    ratios, steps = {r for _, r, _, _ in grid}, {n for *_, n in grid}
+    # Full-width rows (dense, LoRA) are normalised to ratio 0 and dense to 0 steps: they name no point.
+    ratios, steps = {r for _, r, _, _ in grid if r > 0}, {n for *_, n in grid if n > 0}
     return replace(
         suite,
-        main_ratio=suite.main_ratio if suite.main_ratio in ratios else min(ratios),
-        default_steps=suite.default_steps if suite.default_steps in steps else min(steps),
+        main_ratio=suite.main_ratio if not ratios or suite.main_ratio in ratios else min(ratios),
+        default_steps=suite.default_steps if not steps or suite.default_steps in steps else min(steps),
     )
 
 
