@@ -366,6 +366,11 @@ def _add_reproduce(sub: Any) -> None:
     p.add_argument("--workers", type=int, help="rows run in parallel (fresh processes)")
     p.add_argument("--out", default="results", help="output folder (default results/)")
     p.add_argument(
+        "--cut-quality", action=argparse.BooleanOptionalAction, default=None,
+        help="score the cuts of the cut-quality table (default: only for the whole committed grid and "
+        "--report-only; a partial run reports what the output folder already holds)",
+    )  # fmt: skip
+    p.add_argument(
         "--report-only", action="store_true",
         help="run nothing: write <suite>.json/.md/.png from the rows finished so far (during a long grid)",
     )  # fmt: skip
@@ -376,13 +381,15 @@ def _add_reproduce(sub: Any) -> None:
         if args.report_only:
             from pat_lite.reproduce.suites import get_suite
 
-            result = write_suite(Path(args.out), get_suite(args.suite), None)
+            cut_quality = args.cut_quality is not False
+            result = write_suite(Path(args.out), get_suite(args.suite), None, cut_quality=cut_quality)
             print(f"{len(result['rows'])} finished rows; wrote {args.out}/{args.suite}.json, .md and .png")
             return 0
         command = _reproduce_command(args)
         result = run_suite(
             args.suite, out=args.out, methods=args.methods, seeds=args.seeds, ratios=args.ratios,
             steps=args.steps, learning_rates=args.learning_rates, workers=args.workers, command=command,
+            cut_quality=args.cut_quality,
         )  # fmt: skip
         print(f"{len(result['rows'])} rows; wrote {args.out}/{args.suite}.json, .md and .png")
         return 0

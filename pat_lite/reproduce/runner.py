@@ -205,8 +205,13 @@ def run_suite(
     workers: int | None = None,
     command: str | None = None,
     progress: bool = True,
+    cut_quality: bool | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a suite's rows and write `<out>/<suite>.json`, `.md` and `.png`; return the JSON.
+
+    `cut_quality`: score the cuts the report's cut-quality table lacks (a few CPU-minutes for SmolLM2's
+    reference cuts); by default only for the suite's whole committed grid — a quick partial run (chosen
+    methods, seeds, ratios or steps) reports the table from what `<out>` already holds.
 
     `out` is checked before any work, and the suite's rows are held (`holding_rows`) until the report is
     written: a second command on them is refused in one line."""
@@ -216,8 +221,10 @@ def run_suite(
     for name in methods or ():
         if not suite.is_placeholder(name):
             get_method(name)  # unknown names fail before anything runs
+    if cut_quality is None:
+        cut_quality = all(choice is None for choice in (methods, seeds, ratios, steps))
     with holding_rows(out, suite.name) as out:
-        return _run_suite(suite, out, methods, seeds, ratios, steps, workers, command, progress)
+        return _run_suite(suite, out, methods, seeds, ratios, steps, workers, command, progress, cut_quality)
 
 
 @contextmanager
@@ -230,7 +237,16 @@ def holding_rows(out: str | os.PathLike, suite: str) -> Iterator[Path]:
 
 
 def _run_suite(
-    suite: Suite, out: Path, methods, seeds, ratios, steps, workers, command: str | None, progress: bool
+    suite: Suite,
+    out: Path,
+    methods,
+    seeds,
+    ratios,
+    steps,
+    workers,
+    command: str | None,
+    progress: bool,
+    cut_quality: bool,
 ) -> dict[str, Any]:
     """`run_suite` once its names are checked and its rows held."""
     grid = _grid(suite, methods, seeds, ratios, steps)
@@ -253,19 +269,19 @@ def _run_suite(
         if get_method(spec.method).tuned_from
     ]
     run_rows(out, derived_sources + specs, workers, progress)
-    return write_suite(out, suite, command)
+    return write_suite(out, suite, command, cut_quality=cut_quality)
 
 
-def write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
+def write_suite(out: Path, suite: Suite, command: str | None, cut_quality: bool = True) -> dict[str, Any]:
     """Collect every finished row of the suite under `out` into `<suite>.json/.md/.png`. The report is
     held while it is written (`<out>/<suite>.report`'s lock): two writers of one report refuse each
     other, while a report of the rows so far can be written beside a running grid (`--report-only`)."""
     out = output_location(out, "--out")
     with hold_folder(out / f"{suite.name}.report", "--out"):
-        return _write_suite(out, suite, command)
+        return _write_suite(out, suite, command, cut_quality)
 
 
-def _write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]:
+def _write_suite(out: Path, suite: Suite, command: str | None, cut_quality: bool) -> dict[str, Any]:
     from pat_lite.reproduce.report import plot_suite, suite_markdown
 
     rows = [json.loads(p.read_text()) for p in sorted(rows_dir(out, suite.name).glob("*.json"))]
@@ -311,7 +327,7 @@ def _write_suite(out: Path, suite: Suite, command: str | None) -> dict[str, Any]
     }
     atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
     diagnostics = diagnose_suite(out, suite, rows)
-    markdown = suite_markdown(result, suite, cut_quality_table(out, suite, rows))
+    markdown = suite_markdown(result, suite, cut_quality_table(out, suite, rows, compute=cut_quality))
     if diagnostics:
         markdown += "\n" + "\n".join(
             [
