@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from pat_lite.core.arch import width_for_ratio
 from pat_lite.data import toyskills, toyworld
 from pat_lite.resources import data_dir
 from pat_lite.utils.checkpoints import safetensors_problem
@@ -54,8 +55,9 @@ class TinyBaseRecipe:
     """Every knob of the tiny base build. The shipped base records the hash of the recipe it was built
     with (`build_report.json`, "key"); a test checks that it is this class's default.
 
-    ``hidden_size * (1 - cut_ratio)`` must stay a multiple of ``num_attention_heads``: transformers refuses
-    a Llama config otherwise, and PAT's merged model sets hidden_size = d' (docs/method.md §8).
+    The gate's cut must keep exactly ``hidden_size * (1 - cut_ratio)`` channels, a multiple of
+    ``num_attention_heads`` (transformers refuses a Llama config otherwise, and PAT's merged model sets
+    hidden_size = d', docs/method.md §8); the build refuses a recipe whose ratio does not land on one.
     """
 
     # toy world
@@ -99,10 +101,32 @@ class TinyBaseRecipe:
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
+    def llama_config(self, vocab_size: int | None = None, **token_ids: int):
+        """The model's `LlamaConfig` (untied lm_head, GQA); `vocab_size` and the special tokens' ids come
+        from the tokenizer once it is trained."""
+        from transformers import LlamaConfig
+
+        return LlamaConfig(
+            vocab_size=vocab_size or self.vocab_size,
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            num_key_value_heads=self.num_key_value_heads,
+            head_dim=self.head_dim,
+            hidden_act="silu",
+            max_position_embeddings=self.max_position_embeddings,
+            rms_norm_eps=self.rms_norm_eps,
+            rope_theta=self.rope_theta,
+            tie_word_embeddings=False,
+            **token_ids,
+        )
+
     @property
     def cut_hidden_size(self) -> int:
-        """The hidden size left after the gate's cut (must be a multiple of the head count)."""
-        return self.hidden_size - round(self.hidden_size * self.cut_ratio)
+        """The width the gate's norm cut keeps: the package's one width rule, `core.arch.width_for_ratio`,
+        on the recipe's shape (a multiple of the head count, nearest hidden_size · (1 − cut_ratio))."""
+        return width_for_ratio(self.llama_config(), self.cut_ratio)
 
 
 # ----------------------------------------------------------------------------------------------- tokenizer
@@ -161,21 +185,10 @@ def train_tokenizer(texts: list[str], vocab_size: int = 768):
 # ------------------------------------------------------------------------------------------------- model
 def make_model(recipe: TinyBaseRecipe, tokenizer):
     """A freshly initialised ``LlamaForCausalLM`` of the recipe's shape (untied lm_head, GQA)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=recipe.hidden_size,
-        intermediate_size=recipe.intermediate_size,
-        num_hidden_layers=recipe.num_hidden_layers,
-        num_attention_heads=recipe.num_attention_heads,
-        num_key_value_heads=recipe.num_key_value_heads,
-        head_dim=recipe.head_dim,
-        hidden_act="silu",
-        max_position_embeddings=recipe.max_position_embeddings,
-        rms_norm_eps=recipe.rms_norm_eps,
-        rope_theta=recipe.rope_theta,
-        tie_word_embeddings=False,
+    config = recipe.llama_config(
+        len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -204,10 +204,12 @@ def build_tiny_base(
     :data:`DEFAULT_THREADS`) is set for the build and restored afterwards.
     """
     recipe = recipe or TinyBaseRecipe()
-    if recipe.cut_hidden_size % recipe.num_attention_heads:
+    asked = recipe.hidden_size * (1 - recipe.cut_ratio)
+    if not math.isclose(recipe.cut_hidden_size, asked):
         raise ConfigError(
-            f"hidden {recipe.hidden_size} cut by {recipe.cut_ratio:.0%} -> {recipe.cut_hidden_size}, "
-            f"not a multiple of {recipe.num_attention_heads} heads"
+            f"hidden {recipe.hidden_size} cut by {recipe.cut_ratio:.0%} keeps {asked:g} channels, not a "
+            f"multiple of {recipe.num_attention_heads} heads (the nearest valid width is "
+            f"{recipe.cut_hidden_size}): choose a cut_ratio that lands on one"
         )
     out = Path(out)
     folder = _check_output(out, force)
