@@ -181,7 +181,7 @@ def test_shipped_configs_load(name):
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_ends_with_the_same_mask_on_both_ranks(assets, tmp_path):
+def test_ddp_on_two_cpu_processes_is_one_run_that_ends_with_the_same_mask_on_both_ranks(assets, tmp_path):
     base, data = assets
     out = tmp_path / "ddp"
     command = [
@@ -198,7 +198,9 @@ def test_ddp_on_two_cpu_processes_ends_with_the_same_mask_on_both_ranks(assets, 
     rank1 = load_file(str(out / "mask_rank1.safetensors"))["proxies"]
     assert torch.equal(rank0, rank1)
     assert rank0.abs().sum() > 0  # the mask did train
-    assert json.loads((out / "train_summary.json").read_text())["steps"] == 6
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 6
+    assert summary["processes"] == 2  # one data-parallel run of two processes, not two runs side by side
 
 
 def test_yaml_off_means_the_identity_loss_variant_off():

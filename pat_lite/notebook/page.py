@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -101,6 +102,12 @@ def quiet_libraries() -> None:
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
+    with suppress(ImportError):
+        # The GGUF reader draws its own tqdm bar (a widget in a notebook), deaf to disable_progress_bar.
+        from transformers import modeling_gguf_pytorch_utils as gguf_reader
+
+        if not isinstance(gguf_reader.tqdm, partial):
+            gguf_reader.tqdm = partial(gguf_reader.tqdm, disable=True)
     with suppress(ImportError):
         import datasets
 

@@ -320,6 +320,9 @@ def _training_arguments(cfg: TrainConfig, output_dir: str) -> TrainingArguments:
         dataloader_num_workers=cfg.dataloader_num_workers,
         # Pinned host memory only helps copies to a CUDA device; without one torch warns on every run.
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Without use_cpu the Trainer does not see a CPU launch (torchrun, gloo): every process would
+        # train alone on all the data and each would write the results as if it were rank 0.
+        use_cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
         # Live progress is `train(progress=...)`'s choice; left unset, a quiet transformers logger would
         # swap the progress bar for a line of printed log dicts per logging step.
         disable_tqdm=False,

@@ -91,8 +91,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None, progress: bool = True
     """
     args = training_arguments(cfg)  # the Trainer's own checks, and the process layout (DDP)
     folder = output_location(cfg.output_dir, "output_dir")
-    # One process of a launch holds the folder: rank 0 as the launcher (torchrun) numbers them, which
-    # also holds where the Trainer's own process layout does not see the launch (CPU without use_cpu).
+    # One process of a launch holds the folder: rank 0 as the launcher (torchrun) numbers them.
     holder = int(os.environ.get("RANK", args.process_index)) == 0
     with hold_folder(folder, "output_dir") if holder else nullcontext():
         return _train(cfg, args, callbacks, progress)
@@ -181,7 +180,12 @@ def finish_run(cfg: TrainConfig, plan: RunPlan, trainer: PATTrainer, model, toke
     run replaces an older folder, put it in place."""
     work, out = plan.work_dir, plan.output_dir
     merged = None
-    summary: dict[str, Any] = {"method": cfg.method, "model": cfg.model, "steps": trainer.state.global_step}
+    summary: dict[str, Any] = {
+        "method": cfg.method,
+        "model": cfg.model,
+        "steps": trainer.state.global_step,
+        "processes": trainer.args.world_size,
+    }
     if trainer.is_world_process_zero():
         model.eval()
 
