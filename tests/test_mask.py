@@ -215,3 +215,16 @@ def test_fixed_mask_refuses_a_channel_list_of_the_wrong_length():
 
 def test_top_channels_picks_the_largest_with_ties_to_the_lower_index():
     assert top_channels(torch.tensor([0.1, 0.5, 0.5, 0.2, 0.5]), 2).tolist() == [1, 2]
+
+
+def test_the_count_term_pushes_every_channel_equally_so_only_the_task_loss_and_pulls_choose():
+    # The reading of the study rests on this: the STE count term is a function of the count alone, so its
+    # gradient is the same number for every channel; which channels fall is decided elsewhere.
+    proxies = torch.tensor([0.31, -0.02, 0.004, 0.47, -0.4, 0.09], requires_grad=True)
+    sparsity_loss(proxies, target=3, count_weight=10.0, pull_weight=0.0).backward()
+    # 4 active > 3: every channel is pushed down alike
+    assert torch.allclose(proxies.grad, torch.full_like(proxies, 10.0 / 3))
+    proxies.grad = None
+    sparsity_loss(proxies, target=3, count_weight=0.0, pull_weight=1.0).backward()
+    # the pulls do tell channels apart: each moves towards ±0.5 on its own side of zero
+    assert torch.all(proxies.grad[proxies > 0] < 0) and torch.all(proxies.grad[proxies <= 0] > 0)

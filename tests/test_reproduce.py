@@ -267,3 +267,23 @@ def test_a_study_of_full_width_rows_only_writes_its_report_without_a_cut_table(t
     assert [r["method"] for r in result["rows"]] == ["lora"] and result["rows"][0]["selected"]
     assert not (tmp_path / "toy-cut-quality.json").exists()
     assert "| `lora` | 1 |" in (tmp_path / "toy.md").read_text()
+
+
+def test_who_wins_names_the_best_pruned_method_the_papers_pat_and_their_distance():
+    from pat_lite.reproduce.report import winner_lines
+
+    def row(method, ratio, seed, average, steps=300):
+        return {"method": method, "ratio": ratio, "seed": seed, "steps": steps, "learning_rate": 2e-3,
+                "selected": True, "metrics": {"average": average}}  # fmt: skip
+
+    rows = [row("lora", 0.0, s, 92.0 + s) for s in (0, 1)]
+    rows += [row("pat", 0.25, s, 60.0 + 2 * s) for s in (0, 1)]
+    rows += [row("prune-ft-pca", 0.25, 0, 80.0), row("pat-pca", 0.25, 0, 85.0)]
+    rows += [row("pat", 0.25, 0, 70.0, 600), row("prune-ft-norm", 0.25, 0, 65.0, 600)]
+    lines = winner_lines({"rows": rows}, get_suite("toy"))
+    assert lines[0] == (
+        "- **300 steps**: best pruned method `pat-pca` (ours) 85.0 % (1 seed); the paper's PAT `pat` "
+        "61.0 ± 1.4 % (2 seeds), 24.0 points behind; best method that is not PAT `prune-ft-pca` 80.0 % "
+        "(1 seed), 5.0 points behind; full-width `lora` 92.5 ± 0.7 % (2 seeds)."
+    )
+    assert lines[1].startswith("- **600 steps**: best pruned method `pat` 70.0 % (1 seed); best method that")

@@ -70,6 +70,10 @@ def _selected_rates(rows: list[dict[str, Any]]) -> dict[str, str]:
     }
 
 
+def _rate(learning_rate: float | None) -> str:
+    return "–" if learning_rate is None else f"{learning_rate:g}"
+
+
 def _protocol_lines(result: dict[str, Any], suite) -> list[str]:
     """How learning rates were chosen, and for each method the validation figure behind the choice."""
     protocol = result["protocol"]
@@ -86,7 +90,7 @@ def _protocol_lines(result: dict[str, Any], suite) -> list[str]:
                 [r["validation"][suite.headline]], suite.metric_units.get(suite.headline, "")
             )
             lines.append(
-                f"| {method_label(r['method'])} | {r['learning_rate']:g} | {value} | "
+                f"| {method_label(r['method'])} | {_rate(r['learning_rate'])} | {value} | "
                 f"{'✓' if r.get('selected') else ''} |"
             )
     choices = {k: v for k, v in (result.get("choices") or {}).items()}
@@ -171,6 +175,50 @@ def time_lines(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def winner_lines(result: dict[str, Any], suite) -> list[str]:
+    """Who wins at each run length of the main ratio, computed from the selected rows: the best pruned
+    method, the paper's PAT and the best other PAT setting with their distance from it, and full-width
+    LoRA (mean ± std over the seeds each has)."""
+    rows = result["rows"]
+    lengths = sorted({r["steps"] for r in rows if r["steps"]})
+    lines = [_winners_at(aggregate(rows, suite.main_ratio, steps), suite) for steps in lengths]
+    return [f"- **{steps} steps**: {line}." for steps, line in zip(lengths, lines, strict=True) if line]
+
+
+def _winners_at(table: dict[str, dict[str, list[float]]], suite) -> str:
+    metric, unit = suite.headline, suite.metric_units.get(suite.headline, "")
+    means = {m: mean_std(v[metric])[0] for m, v in table.items() if v.get(metric)}
+    pruned = [m for m in means if get_method(m).pruned]
+    if not pruned:
+        return ""
+    better = max if suite.higher_is_better else min
+
+    def cite(name: str) -> str:
+        values = table[name][metric]
+        seeds = f"{len(values)} seed{'s' if len(values) > 1 else ''}"
+        return f"{method_label(name)} {format_values(values, unit)}{' %' if unit == '%' else ''} ({seeds})"
+
+    def behind(name: str) -> str:
+        if unit == "%":
+            return f"{abs(means[best] - means[name]):.1f} points behind"
+        return f"{readable(means[name] / means[best], 2)}× its {metric}"
+
+    best = better(pruned, key=means.__getitem__)
+    parts = [f"best pruned method {cite(best)}"]
+    if "pat" in means and best != "pat":
+        parts.append(f"the paper's PAT {cite('pat')}, {behind('pat')}")
+    rivals = [("best other PAT setting", [m for m in pruned if m.startswith("pat-") and m != best])]
+    if best.startswith("pat"):
+        rivals.append(("best method that is not PAT", [m for m in pruned if not m.startswith("pat")]))
+    for title, names in rivals:
+        if names:
+            rival = better(names, key=means.__getitem__)
+            parts.append(f"{title} {cite(rival)}, {behind(rival)}")
+    if "lora" in means:
+        parts.append(f"full-width {cite('lora')}")
+    return "; ".join(parts)
+
+
 def suite_markdown(result: dict[str, Any], suite, quality: dict[str, Any] | None = None) -> str:
     """The committed `<suite>.md`: how to re-run, the protocol, the main table, the other axes, the cut
     quality, all rows."""
@@ -204,6 +252,11 @@ def suite_markdown(result: dict[str, Any], suite, quality: dict[str, Any] | None
     for steps in other_steps:
         lines += ["", f"## {steps} steps, ratio {suite.main_ratio:.0%}", ""]
         lines += _table(result, suite, suite.main_ratio, steps, order)
+    winners = winner_lines(result, suite)
+    if winners:
+        title = f"## Who wins at ratio {suite.main_ratio:.0%} ({suite.headline}, computed from the rows)"
+        lines += ["", title, ""]
+        lines += winners
     trend = run_length_lines(result, suite)
     if trend:
         lines += ["", f"## Run length: {suite.headline} by steps (seeds in brackets)", "", *trend]
