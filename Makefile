@@ -60,7 +60,8 @@ sync: venv
 	$(PY) -m nbconvert --clear-output --inplace $(NOTEBOOKS)
 
 ## The committed study (results/): every method, same data, steps and LoRA; re-running keeps finished rows.
-## Measured on 2 shared cores: toy ~35 min, smollm2 ~80 min (one torch thread per row, two rows at a time).
+## Measured on 2 shared cores (one torch thread per row, two rows at a time): toy ~35 min; smollm2 about
+## 22 CPU-hours, ~11 h (per 100 steps 380-790 CPU-s of tuning, then 230-310 CPU-s of evaluation per row).
 reproduce: venv
 	$(PY) -m pat_lite.cli reproduce --suite toy --out results
 	$(PY) -m pat_lite.cli reproduce --suite smollm2 --out results

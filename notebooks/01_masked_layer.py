@@ -41,6 +41,7 @@ milestone = 100  # s0: from this step on the default (paper) schedule trains wit
 sparsity_steps = 150  # optimisation steps of the sparsity-loss demo
 seed = 0
 output_dir = "artifacts/nb01"
+interactive = True  # False draws the slider's figure once (headless runs: papermill, static copies)
 
 # %%
 import ipywidgets as widgets
@@ -263,8 +264,11 @@ def show_gate(progress=0.9):
     plt.show()
 
 
-slider = widgets.FloatSlider(value=0.9, min=0.0, max=1.2, step=0.02, description="s / s0")
-_ = widgets.interact(show_gate, progress=slider)
+if interactive:
+    slider = widgets.FloatSlider(value=0.9, min=0.0, max=1.2, step=0.02, description="s / s0")
+    _ = widgets.interact(show_gate, progress=slider)
+else:
+    show_gate(0.9)
 
 # %% [markdown]
 # The mask lives in one module, `GlobalMask`, shared by every HSM. In training mode it follows the schedule;
