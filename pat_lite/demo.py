@@ -37,6 +37,7 @@ from pat_lite.training.run import train
 from pat_lite.utils.atomic import atomic_write_text
 
 SPLIT = "test"
+METHOD_NAMES = {"lora": "LoRA", "pat": "PAT"}  # as the tables print them
 
 
 def _merge_check(result) -> float:
@@ -68,12 +69,12 @@ def run_demo(output_dir: str = "artifacts/demo", config: str = "tiny", max_steps
 
     results = {}
     for method in ("lora", "pat"):
-        print(f"[demo] {method.upper()}-tuning ...")
+        print(f"[demo] {METHOD_NAMES[method]}-tuning ...")
         results[method] = result = _tune(method, config, output_dir, max_steps)
         merged = result.merged
         rows.append(
             (
-                f"{method.upper()}-tuned, merged" + (" (pruned)" if method == "pat" else ""),
+                f"{METHOD_NAMES[method]}-tuned, merged" + (" (pruned)" if method == "pat" else ""),
                 merged.config.hidden_size,
                 _count(merged),
                 toy_scores(merged.eval(), result.tokenizer, split=SPLIT),
@@ -191,12 +192,12 @@ def run_real_demo(
 
     results = {}
     for method in ("lora", "pat"):
-        print(f"[demo] {method.upper()}-tuning {SMOLLM2_NAME} ...")
+        print(f"[demo] {METHOD_NAMES[method]}-tuning {SMOLLM2_NAME} ...")
         t0 = time.time()
         results[method] = result = _tune(method, config, output_dir, max_steps)
         timings[f"{method}_train"] = round(time.time() - t0, 1)
         merged = result.merged
-        label = f"{method.upper()}-tuned, merged" + (" (pruned)" if method == "pat" else "")
+        label = f"{METHOD_NAMES[method]}-tuned, merged" + (" (pruned)" if method == "pat" else "")
         rows.append(
             _realtext_row(label, merged, result.tokenizer, merged.config.hidden_size, _count(merged), limit)
         )
