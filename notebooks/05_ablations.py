@@ -220,14 +220,14 @@ for suite in ("smollm2", "toy"):
         display(plot_diagnostics(diag, title=f"{suite}: {method}"))
 
 # %% [markdown]
-# **Reading.** In the committed toy study the paper's Table 2 order does not appear: the frozen mask
-# (71.9 ± 1.0 %) is ahead of full PAT (67.6 ± 0.5 %), and dropping the identity loss changes little
-# (67.0 ± 2.8 %). The cut-quality table says where PAT loses: its mask, on the untuned base, scores
-# 73.9 ± 2.5 % — the same as a random set of channels (74.3 ± 2.4) and as every coordinate criterion —
-# while a rotation (PCA, 97.7) keeps the model; tuning lowered every cut, so the tuned order follows the
+# **Reading.** In the committed toy study the paper's Table 2 order does not appear: the frozen mask (71.9 ±
+# 1.0 %) is ahead of full PAT (67.6 ± 0.5 %), and dropping the identity loss changes little (67.0 ± 2.8 %).
+# The cut-quality table says where PAT loses: its mask, on the untuned base, scores 73.9 ± 2.5 % — the same
+# as a random set of channels (74.3 ± 2.4) and as every coordinate criterion — while a rotation (PCA, 97.7)
+# keeps the model; tuning lowered the cuts' scores (by up to 12 points), so the tuned order follows the
 # cut's quality. The overlaps at chance (≈ 75 %) are not that test on their own: a choice informed by the
 # task need not agree with the norm or energy criterion. The diagnostics show the mechanism: the count
-# term's gradient is the same for every channel, so it fixes how many fall, not which; the decisions are
-# final at the first logged step, long before $s_0$, with $|W_M| \le 0.065$, and holding the kept set
-# from $s_0$ on (ours) changes nothing. The released schedule's soft/exact gap (SmolLM2: 3.1 against
-# 19.1) is the other failure the paper's Eq. 6 removes.
+# term's gradient is the same for every channel, so it fixes how many fall, not which; two thirds of the
+# decisions are final at the first logged step, long before $s_0$, with $|W_M| \le 0.065$, a sixth still
+# change side after $s_0$, and holding the kept set from $s_0$ on (ours) changes nothing. The released
+# schedule's soft/exact gap (SmolLM2: 3.1 against 19.1) is the other failure the paper's Eq. 6 removes.
