@@ -63,11 +63,8 @@ def _table(result: dict[str, Any], suite, ratio: float, steps: int, methods: lis
 
 def _selected_rates(rows: list[dict[str, Any]]) -> dict[str, str]:
     """method → the learning rate its selected rows use (as text)."""
-    return {
-        r["method"]: f"{r['learning_rate']:g}"
-        for r in rows
-        if r.get("selected") and r["learning_rate"] is not None
-    }
+    selected = [r for r in rows if r.get("selected") and r["learning_rate"] is not None]
+    return {r["method"]: _rate(r["learning_rate"]) for r in selected}
 
 
 def _rate(learning_rate: float | None) -> str:
