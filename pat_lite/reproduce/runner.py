@@ -110,12 +110,20 @@ def run_rows(
             for spec in todo:
                 if bool(get_method(spec.method).tuned_from) == derived:
                     groups.setdefault(suite.train_key(out, spec) or spec.label(), []).append(spec)
-            futures = [pool.submit(_run_group, out, group, validate) for group in groups.values()]
+            futures = [pool.submit(_run_group, out, group, validate) for group in longest_first(groups)]
             for future in as_completed(futures):
                 for label in future.result():
                     bar.update(1)
                     bar.set_postfix_str(label[:50])
     bar.close()
+
+
+def longest_first(groups: dict[str, list[RowSpec]]) -> list[list[RowSpec]]:
+    """The groups in the order the workers take them: most training steps first (ties keep the grid's
+    order). A pool takes work in submission order, so a 1,000-step row submitted last would leave one
+    core idle for hours at the end of a grid; started first, the short rows fill the other core."""
+    ordered = sorted(enumerate(groups.values()), key=lambda item: (-max(s.steps for s in item[1]), item[0]))
+    return [group for _, group in ordered]
 
 
 def _run_group(out: Path, group: list[RowSpec], validate: bool) -> list[str]:
