@@ -63,16 +63,10 @@ def test_ci_installs_from_the_lock_and_tests_with_empty_caches():
     assert "ATEN_CPU_CAPABILITY=default" in makefile and "-m committed_numbers" in makefile
 
 
-#: Results made before environments were recorded; each is re-made by the grid of issue 16 (a strict
-#: xfail: once re-made, the marker must go).
-NOT_YET_RECORDED = {"smollm2.json", "smollm2-diagnostics.json"}
-
-
 @pytest.mark.parametrize(
     "path",
     [
-        pytest.param(p, id=p.name, marks=[pytest.mark.xfail(strict=True, reason="made before recording")]
-                     if p.name in NOT_YET_RECORDED else [])
+        pytest.param(p, id=p.name)
         for p in sorted((ROOT / "results").rglob("*.json"))
         if "runs" not in p.relative_to(ROOT / "results").parts  # a reproduce run's row cache, not committed
     ],

@@ -71,6 +71,27 @@ def _rate(learning_rate: float | None) -> str:
     return "–" if learning_rate is None else f"{learning_rate:g}"
 
 
+def _unfinished_lines(result: dict[str, Any]) -> list[str]:
+    """For a grid still running: how many of its rows are missing, and which (method and run length,
+    the seeds in brackets)."""
+    missing = result.get("unfinished") or []
+    if not missing:
+        return []
+    groups: dict[tuple[str, int, float], list[int]] = {}
+    for row in missing:
+        groups.setdefault((row["method"], row["steps"], row["ratio"]), []).append(row["seed"])
+    parts = [
+        f"`{method}` {steps} steps (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})"
+        + (f" at {ratio:.0%}" if ratio else "")
+        for (method, steps, ratio), seeds in groups.items()
+    ]
+    return [
+        f"**Partial results: {len(missing)} rows of the committed grid are still to run** (the same command "
+        f"resumes them): {'; '.join(parts)}. The tables below hold the finished rows only.",
+        "",
+    ]
+
+
 def _protocol_lines(result: dict[str, Any], suite) -> list[str]:
     """How learning rates were chosen, and for each method the validation figure behind the choice."""
     protocol = result["protocol"]
@@ -235,6 +256,7 @@ def suite_markdown(result: dict[str, Any], suite, quality: dict[str, Any] | None
         "over seeds (sample std); `lr` is the learning rate of the selected rows. Methods marked *(ours)* "
         "are this project's variants of PAT (docs/method.md §12), not the paper's.",
         "",
+        *_unfinished_lines(result),
         *_protocol_lines(result, suite),
         "",
         f"## Main table: ratio {suite.main_ratio:.0%}, {suite.default_steps} steps",

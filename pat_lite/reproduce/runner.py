@@ -327,6 +327,8 @@ def _write_suite(out: Path, suite: Suite, command: str | None, cut_quality: bool
         # What each placeholder of the grid chose (by validation at the sweep point), and from what.
         "choices": choices,
         "choice_validation": {m: validation[m] for m in pools},
+        # The committed grid's rows this folder still lacks (a grid run across sessions reports as it goes).
+        "unfinished": unfinished_rows(suite, rows, choices) if suite == get_suite(suite.name) else [],
         # Every distinct environment the rows were made in (each row records its own).
         "environments": _distinct([row.get("environment") for row in rows]),
         "rows": sorted(
@@ -352,6 +354,26 @@ def _write_suite(out: Path, suite: Suite, command: str | None, cut_quality: bool
     atomic_write_text(out / f"{suite.name}.md", markdown)
     plot_suite(result, suite, out / f"{suite.name}.png")
     return result
+
+
+def unfinished_rows(
+    suite: Suite, rows: Sequence[dict[str, Any]], choices: dict[str, list[str] | None]
+) -> list[dict[str, Any]]:
+    """The rows of the suite's committed grid (`Suite.full_grid`, placeholders expanded by `choices`)
+    that `rows` lack; only selected rows count. A placeholder not chosen yet stands for its rows under
+    its own name."""
+    finished = {(r["method"], r["ratio"], r["seed"], r["steps"]) for r in rows if r.get("selected")}
+    wanted = []
+    for method, ratio, seed, steps in suite.full_grid():
+        names = (choices.get(method) or [method]) if suite.is_placeholder(method) else [method]
+        for name in names:
+            if suite.is_placeholder(name):
+                wanted.append((name, ratio, seed, steps))
+            else:
+                spec = normalised(RowSpec(suite.name, name, ratio, seed, steps, None))
+                wanted.append((spec.method, spec.ratio, spec.seed, spec.steps))
+    keys = ("method", "ratio", "seed", "steps")
+    return [dict(zip(keys, row, strict=True)) for row in dict.fromkeys(wanted) if row not in finished]
 
 
 def diagnose_suite(out: Path, suite: Suite, rows: list[dict[str, Any]]) -> dict[str, dict]:
