@@ -267,13 +267,14 @@ side = beside_paper(committed)
 display(side.style.format(readable).format("{:.2f}", subset=["paper, Llama2-7B (%)"]))  # the paper's digits
 
 # %% [markdown]
-# **Reading.** In the committed SmolLM2 study (100 steps, one learning rate, one seed; a re-run with a
-# validation split, a learning-rate grid, three seeds and longer runs is under way, the README says how far)
-# the paper's claim does not hold: PAT beats pruning by writer norm before or after tuning, but the
-# SliceGPT-style PCA slice followed by the same LoRA keeps the model far better (perplexity 243 against
-# PAT's 39,659; cloze 82 % against 44 %). On the toy world (three seeds) PAT is level with the norm
-# prune→tune (67.6 ± 0.5 % against 68.4 ± 1.0 %) and both PCA methods lead (86-88 %). Notebook 05 separates
-# the choice from the tuning: PAT's mask on the untuned base is no better than a random one, and on the toy
-# tuning lowers almost every cut's score, so the cut decides. The paper's Llama2-7B column orders the same
-# methods the other way round after 23,438 steps by the paper's text (about 30,000 in its released recipe);
-# our runs are 300 and 100 steps long.
+# **Reading.** In the committed SmolLM2 study (the 100-step sweep point: one seed, each method at the
+# learning rate its validation perplexity picks; the 300-step rows with three seeds and the 1,000-step pair
+# are still running, `results/smollm2.md` lists them) the paper's claim does not hold: PAT beats pruning by
+# writer norm before or after tuning (perplexity 3,846 against 31,575 and 529,748), but the SliceGPT-style
+# PCA slice followed by the same LoRA keeps the model far better (202.3; cloze 80.7 % against PAT's 60.0 %).
+# On the toy world (three seeds) PAT is level with the norm prune→tune (67.6 ± 0.5 % against 68.4 ± 1.0 %)
+# and both PCA methods lead (86-88 %). Notebook 05 separates the choice from the tuning: PAT's mask on the
+# untuned base is no better than a random one on the toy and worse than the energy or PCA cut on SmolLM2,
+# and the tuned order follows the cut's quality. The paper's Llama2-7B column orders the same methods the
+# other way round after 23,438 steps by the paper's text (about 30,000 in its released recipe); our runs
+# are 300 and 100 steps long.
