@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 from pat_lite.baselines.cut_quality import REFERENCE_KINDS, Cut, reference_cuts, score_cuts
 from pat_lite.core.residual import residual_second_moment
-from pat_lite.reproduce.methods import get_method
+from pat_lite.reproduce.methods import get_method, method_label
 from pat_lite.reproduce.rows import run_folder
 from pat_lite.reproduce.suites import Suite
 from pat_lite.training.trainer import PAT_STATE
@@ -153,8 +153,8 @@ def _as_table(suite: Suite, references: dict[str, Any], method_rows: list) -> di
     for (method, steps), group in sorted(grouped.items(), key=lambda item: (item[0][1], item[0][0])):
         chooser = _chooser(method)
         table_rows.append({
-            "label": f"`{method}`, {steps} steps", "chooser": chooser, "untuned": group["untuned"],
-            "energy_kept": group["energy"], "tuned": group["tuned"],
+            "label": f"{method_label(method)}, {steps} steps", "chooser": chooser,
+            "untuned": group["untuned"], "energy_kept": group["energy"], "tuned": group["tuned"],
         })  # fmt: skip
     return {
         "measure": suite.cut_measure,

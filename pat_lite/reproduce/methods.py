@@ -122,3 +122,8 @@ def get_method(name: str) -> Method:
     if match := _HIO.match(name):
         return _pat(name, f"PAT with HIO rank {match.group(1)}", **{"pat.hio_rank": int(match.group(1))})
     raise ConfigError(f"unknown method {name!r}; known: {', '.join(METHODS)}, pat-hio-<rank>")
+
+
+def method_label(name: str) -> str:
+    """The method's name in a table, our own variants marked as ours."""
+    return f"`{name}` (ours)" if name in OUR_VARIANTS else f"`{name}`"

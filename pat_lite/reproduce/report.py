@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pat_lite.reproduce.methods import OUR_VARIANTS, get_method
+from pat_lite.reproduce.methods import get_method, method_label
 from pat_lite.utils.numbers import readable
 
 
@@ -24,11 +24,6 @@ def format_values(values: list[float], unit: str) -> str:
     digits = 2 if unit != "%" and abs(mean) < 10 else 1
     text = readable(mean, digits)
     return text if len(values) == 1 else f"{text} ± {readable(std, digits)}"
-
-
-def method_label(name: str) -> str:
-    """The method's name in a table, our own variants marked as ours."""
-    return f"`{name}` (ours)" if name in OUR_VARIANTS else f"`{name}`"
 
 
 def aggregate(rows: list[dict[str, Any]], ratio: float, steps: int) -> dict[str, dict[str, list[float]]]:
@@ -334,7 +329,7 @@ def plot_suite(result: dict[str, Any], suite, path: str | Path) -> Path:
         ax.grid(axis="x", alpha=0.3)
         if metric == "perplexity":
             ax.set_xscale("log")
-    axes[0].set_yticks(range(len(names)), names, fontsize=8)
+    axes[0].set_yticks(range(len(names)), [method_label(n).replace("`", "") for n in names], fontsize=8)
     axes[0].invert_yaxis()
     fig.suptitle(
         f"{suite.name}: ratio {suite.main_ratio:.0%}, {suite.default_steps} steps, test split", fontsize=11
