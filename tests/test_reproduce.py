@@ -273,7 +273,7 @@ def test_the_cut_quality_table_rebuilds_from_the_committed_files_alone(tmp_path,
     table = cut_quality("toy", tmp_path)
     labels = [row["label"] for row in table["rows"]]
     assert labels[:6] == ["random (5 draws)", "`norm`", "`energy`", "`gradient`", "`fisher`", "`pca`"]
-    assert "`pat`, 300 steps" in labels and "`pat-pca`, 300 steps" in labels
+    assert "`pat`, 300 steps" in labels and "`pat-pca` (ours), 300 steps" in labels
     pat = next(row for row in table["rows"] if row["label"] == "`pat`, 300 steps")
     assert len(pat["untuned"]) == len(pat["tuned"]) == 3  # one cut per seed
     frame = cut_quality_frame(table)
