@@ -9,6 +9,7 @@ real command: the folder's lock and lifecycle, the one-line errors, the exit sta
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,9 @@ class Pause(TrainerCallback):
 
 
 def main() -> int:
+    # Ctrl-C as in a terminal: a test runner started in the background (`cmd &` in a script) hands its
+    # children SIGINT ignored, and Python then installs no KeyboardInterrupt handler of its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     step, marker, gate, *arguments = sys.argv[1:]
     pause = Pause(int(step), Path(marker), Path(gate))
     real = run_module.PATTrainer
