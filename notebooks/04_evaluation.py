@@ -246,10 +246,11 @@ print(f"paper: {TTFT_SPEEDUP}x faster time to first token, pruned Llama-2 models
 # ## The committed study, beside the paper's Table 1
 #
 # Everything above is one run of each model. `results/` holds the study behind this project's claims
-# (`pat-lite reproduce`; docs/method.md §9-§10): every method on the same data, steps, LoRA and learning
-# rate, three seeds on the toy world. Re-run it with the command printed at the top of
-# `results/<suite>.md`. Here: SmolLM2-135M tuned on real English, evaluated on held-out text (perplexity:
-# lower is better; cloze: 4 choices, a guess scores 25 %).
+# (`pat-lite reproduce`; docs/method.md §9-§10): every method on the same data, steps and LoRA, three
+# seeds on the toy world; on SmolLM2 each method's learning rate (`lr`) is the better of two on validation
+# text, never the test. Re-run it with the command printed at the top of `results/<suite>.md`. Here:
+# SmolLM2-135M tuned on real English, evaluated on held-out text (perplexity: lower is better; cloze: 4
+# choices, a guess scores 25 %); rows marked *(ours)* are this project's variants of PAT, not the paper's.
 
 # %%
 from pat_lite.reproduce.results_view import beside_paper, load_results, main_table

@@ -233,6 +233,9 @@ def test_the_committed_tables_sit_beside_the_paper_with_our_means():
     assert smol_pat and table1.loc["pat", "smollm2: perplexity"] == pytest.approx(mean)
     assert list(beside_paper(committed, table="2").index) == ["pat-frozen", "pat-no-identity", "pat"]
     assert main_table(committed["toy"]).loc["lora", "seeds"] == 3
+    smol = main_table(committed["smollm2"])  # whose method, at which chosen learning rate
+    assert smol.loc["pat-pca", "ours"] == "(ours)" and smol.loc["pat", "ours"] == ""
+    assert smol.loc["dense", "lr"] == "–" and smol.loc["pat", "lr"] == "0.0003"
 
 
 def test_numbers_on_the_page_read_as_numbers():

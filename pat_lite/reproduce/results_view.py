@@ -17,6 +17,7 @@ import pandas as pd
 
 from pat_lite.core.config import PATConfig
 from pat_lite.evaluation import paper_results as paper
+from pat_lite.reproduce.methods import OUR_VARIANTS
 from pat_lite.reproduce.report import aggregate, format_values
 from pat_lite.reproduce.suites import get_suite
 
@@ -57,17 +58,23 @@ def load_diagnostics(suite: str, results_dir: str | Path) -> dict[str, dict]:
 
 
 def main_table(result: dict[str, Any], ratio: float | None = None, steps: int | None = None) -> pd.DataFrame:
-    """One row per method at `ratio` and `steps` (default: the suite's main point): seeds and each metric
-    as mean ± std over the seeds (the selected learning rate of each method)."""
+    """One row per method at `ratio` and `steps` (default: the suite's main point): whose method it is
+    (our variants of PAT marked), the selected learning rate, seeds and each metric as mean ± std over the
+    seeds."""
     suite = get_suite(result["suite"])
     ratio = suite.main_ratio if ratio is None else ratio
     steps = result["protocol"]["default_steps"] if steps is None else steps
     table = aggregate(result["rows"], ratio, steps)
     order = [m for m in dict.fromkeys([*suite.default_methods, *table]) if m in table]
+    rates = {r["method"]: r.get("learning_rate") for r in result["rows"] if r.get("selected")}
     rows = {}
     for method in order:
         metrics = table[method]
-        cells = {"seeds": len(next(iter(metrics.values())))}
+        cells = {
+            "ours": "(ours)" if method in OUR_VARIANTS else "",
+            "lr": f"{rates[method]:g}" if rates.get(method) else "–",
+            "seeds": len(next(iter(metrics.values()))),
+        }
         for name, unit in suite.metric_units.items():
             values = metrics.get(name)
             cells[f"{name} ({unit})" if unit else name] = format_values(values, unit) if values else "–"
