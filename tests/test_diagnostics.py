@@ -40,4 +40,4 @@ def test_a_fixed_norm_mask_run_keeps_exactly_the_norm_set(tiny_base_path, tmp_pa
     assert diag["gap"]["step"] == [2, 4, 6] and all(v > 0 for v in diag["gap"]["exact"])
     assert set(diag["updates"]["lora"]) >= {"q_proj", "down_proj"} and diag["updates"]["hsm"]
     (line,) = diagnostics_markdown({"prune-ft-norm-hsm": diag})[2:]
-    assert line.startswith("| `prune-ft-norm-hsm` | 100% |")
+    assert line.startswith("| `prune-ft-norm-hsm` | 100% |") and "(no s0)" in line and "None" not in line

@@ -284,6 +284,29 @@ def test_the_cut_quality_table_rebuilds_from_the_committed_files_alone(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows", "toy-cut-quality.json", "toy.json"]
 
 
+def test_a_report_written_from_a_fresh_clone_keeps_the_committed_diagnostics(tmp_path, monkeypatch):
+    """The diagnostics need a run's mask history, which only the machine that trained it has: a report
+    re-written elsewhere (a grid resumed on a new machine) keeps every diagnosed run and loads nothing."""
+    import shutil
+
+    from pat_lite.models import loading
+    from pat_lite.reproduce.runner import write_suite
+
+    shutil.copytree(RESULTS / "rows" / "toy", tmp_path / "rows" / "toy")
+    for name in ("toy.json", "toy-cut-quality.json", "toy-diagnostics.json"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("loaded a model")
+
+    monkeypatch.setattr(loading, "load_model_and_tokenizer", refuse)
+    write_suite(tmp_path, get_suite("toy"), None)
+    committed = json.loads((RESULTS / "toy-diagnostics.json").read_text())
+    assert json.loads((tmp_path / "toy-diagnostics.json").read_text()) == committed and "pat" in committed
+    report = (tmp_path / "toy.md").read_text()
+    assert "## Diagnostics" in report and all(f"| `{m}`" in report for m in committed)
+
+
 def test_a_study_of_full_width_rows_only_writes_its_report_without_a_cut_table(tmp_path):
     """`--methods lora` has no pruned row: the report is written at the suite's own point, and no base is
     loaded for a cut-quality table that has nothing to compare."""

@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 from pat_lite.core.mask import kept_channels
 from pat_lite.core.residual import Calibration, rotate_residual, visit_residual_reads
 from pat_lite.core.slicing import norm_channels, writer_norms
+from pat_lite.reproduce.methods import method_label
 from pat_lite.training.trainer import MASK_HISTORY, PAT_STATE, load_mask_history
 
 
@@ -238,9 +239,10 @@ def diagnostics_markdown(diagnostics: dict[str, dict]) -> list[str]:
         overlaps = [f"{s[k]:.0%}" for k in ("overlap_norm", "overlap_energy", "chance_overlap")]
         travel = "–" if s["max_abs_wm_before_s0"] is None else f"{s['max_abs_wm_before_s0']:.3f}"
         changed = "–" if s["decisions_changed_after_s0"] is None else str(s["decisions_changed_after_s0"])
+        s0 = "no s0" if s["milestone"] is None else f"{s['milestone']:g}"  # a fixed mask has no s0
         lines.append(
-            f"| `{method}` | {' | '.join(overlaps)} | {s['spearman_wm_vs_writer_norm']:.2f} | "
+            f"| {method_label(method)} | {' | '.join(overlaps)} | {s['spearman_wm_vs_writer_norm']:.2f} | "
             f"{s['largest_activation_channels_cut']} | {travel} | {s['median_lock_in_step']} "
-            f"({s['milestone']}) | {changed} | {gap} |"
+            f"({s0}) | {changed} | {gap} |"
         )
     return lines

@@ -379,7 +379,8 @@ def unfinished_rows(
 def diagnose_suite(out: Path, suite: Suite, rows: list[dict[str, Any]]) -> dict[str, dict]:
     """Diagnostics (`pat_lite.reproduce.diagnostics`) of every masked run — PAT's variants and the fixed-mask
     HSM baseline — of the first seed at the main ratio and run length, written to
-    `<out>/<suite>-diagnostics.json`; runs diagnosed before (same run folder) are not redone."""
+    `<out>/<suite>-diagnostics.json`; runs diagnosed before (same run folder) are not redone and need no
+    run folder, so a fresh clone, which has none, keeps the committed diagnostics."""
     from pat_lite.training.trainer import MASK_HISTORY
 
     path = out / f"{suite.name}-diagnostics.json"
@@ -393,7 +394,9 @@ def diagnose_suite(out: Path, suite: Suite, rows: list[dict[str, Any]]) -> dict[
             suite.default_steps,
         )
         run = run_folder(out, row)
-        return bool(row.get("selected") and main and run and (Path(run) / MASK_HISTORY).is_file())
+        if not (row.get("selected") and main and run):
+            return False
+        return cached.get(row["method"], {}).get("run") == run.name or (run / MASK_HISTORY).is_file()
 
     wanted = {r["method"]: run_folder(out, r) for r in rows if diagnosable(r)}
     if not wanted:
