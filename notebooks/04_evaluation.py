@@ -269,13 +269,14 @@ display(side.style.format(readable).format("{:.2f}", subset=["paper, Llama2-7B (
 
 # %% [markdown]
 # **Reading.** In the committed SmolLM2 study (the 100-step sweep point: one seed, each method at the
-# learning rate its validation perplexity picks; the 300-step rows with three seeds and the 1,000-step pair
-# are still running, `results/smollm2.md` lists them) the paper's claim does not hold: PAT beats pruning by
-# writer norm before or after tuning (perplexity 3,846 against 31,575 and 529,748), but the SliceGPT-style
-# PCA slice followed by the same LoRA keeps the model far better (202.3; cloze 80.7 % against PAT's 60.0 %).
+# learning rate its validation perplexity picks; notebook 05 follows the methods to 300 and 1,000 steps,
+# and `results/smollm2.md` lists the seeded 300-step rows still running) the paper's claim does not hold at
+# 100 steps: PAT beats pruning by writer norm before or after tuning (perplexity 3,846 against 31,575 and
+# 529,748), but the SliceGPT-style PCA slice followed by the same LoRA keeps the model far better (202.3;
+# cloze 80.7 % against PAT's 60.0 %).
 # On the toy world (three seeds) PAT is level with the norm prune→tune (67.6 ± 0.5 % against 68.4 ± 1.0 %)
 # and both PCA methods lead (86-88 %). Notebook 05 separates the choice from the tuning: PAT's mask on the
 # untuned base is no better than a random one on the toy and worse than the energy or PCA cut on SmolLM2,
 # and the tuned order follows the cut's quality. The paper's Llama2-7B column orders the same methods the
 # other way round after 23,438 steps by the paper's text (about 30,000 in its released recipe); our runs
-# are 300 and 100 steps long.
+# are 100 to 1,000 steps long on SmolLM2, 300 and 600 on the toy.

@@ -343,13 +343,41 @@ def test_who_wins_names_the_best_pruned_method_the_papers_pat_and_their_distance
     assert lines[1].startswith("- **600 steps**: best pruned method `pat` 70.0 % (1 seed); best method that")
 
 
+def test_the_run_length_trend_lists_methods_run_at_two_lengths_with_their_seeds():
+    from pat_lite.notebook.ablations import plot_run_length
+    from pat_lite.reproduce.report import run_length_lines
+
+    def row(method, steps, seed, perplexity, ratio=0.25):
+        return {"method": method, "ratio": ratio, "seed": seed, "steps": steps, "learning_rate": 1e-3,
+                "selected": True, "metrics": {"perplexity": perplexity}}  # fmt: skip
+
+    rows = [{**row("dense", 0, 0, 98.0, 0.0), "learning_rate": None}]
+    rows += [
+        row("prune-ft-pca", 100, 0, 200.0),
+        *(row("prune-ft-pca", 300, s, 160.0 + 10 * s) for s in (0, 1, 2)),
+    ]
+    rows += [row("pat-pca", 100, 0, 190.0), row("pat-pca", 1000, 0, 310.0)]
+    rows += [row("pat", 100, 0, 3800.0), {**row("prune-ft-pca", 300, 3, 1.0), "selected": False}]
+    result = {"suite": "smollm2", "rows": rows}
+    assert run_length_lines(result, get_suite("smollm2")) == [
+        "| method | 100 steps | 300 steps | 1000 steps |",
+        "|---|---:|---:|---:|",
+        "| `prune-ft-pca` | 200.0 (1) | 170.0 ± 10.0 (3) | – |",
+        "| `pat-pca` (ours) | 190.0 (1) | – | 310.0 (1) |",
+    ]  # `pat` ran at one length only; the unselected row is not a seed
+    axes = plot_run_length(result).axes[0]
+    labels = axes.get_legend_handles_labels()[1]
+    assert labels == ["dense, untuned", "prune-ft-pca", "pat-pca (ours)"]
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["100", "300", "1,000"]
+
+
 @pytest.mark.slow
 @pytest.mark.committed_numbers
 @pytest.mark.real_model_rerun
 def test_a_committed_smollm2_row_re_runs_with_the_same_numbers(tmp_path):
     """The shortest tuned row of the real-model grid, re-made by its recorded command: the PCA slice ->
     LoRA at 25 %, seed 0, 100 steps, 3e-4 — calibration, rotation, slicing, tuning and every test metric
-    (~450 CPU-s, so `make test` runs it once, in the generic-kernel pass).
+    (~450 CPU-s, so `make test` runs it once, on generic kernels, beside the main pass).
     Tolerances from a measured spread: the committed row came from the grid's checkout on AVX-512 kernels;
     re-made with this code it differed by 1.0e-7 nats (perplexity 7e-8 relative), and on torch's generic
     kernels (ATEN_CPU_CAPABILITY=default) by 1.3e-5 nats (perplexity 2.4e-5 relative), cloze identical

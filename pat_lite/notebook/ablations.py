@@ -309,3 +309,45 @@ def plot_cut_quality(table: dict[str, Any], title: str = ""):
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def plot_run_length(result: dict[str, Any], title: str = ""):
+    """The headline metric of each tuned method against the number of tuning steps, at the main ratio: one
+    line per method run at two or more lengths, mean over seeds with the seeds' spread (sample std) as bars;
+    our variants of PAT dashed, the paper's PAT drawn thicker, the untuned dense model dotted. Returns a
+    matplotlib Figure."""
+    from matplotlib.figure import Figure
+
+    from pat_lite.reproduce.methods import OUR_VARIANTS, method_label
+    from pat_lite.reproduce.report import mean_std, run_length_values
+    from pat_lite.reproduce.suites import get_suite
+
+    suite = get_suite(result["suite"])
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    every_length: set[int] = set()
+    for index, (method, by_length) in enumerate(run_length_values(result, suite).items()):
+        lengths = sorted(by_length)
+        every_length |= set(lengths)
+        means, stds = zip(*(mean_std(by_length[n]) for n in lengths), strict=True)
+        ax.errorbar(lengths, means, yerr=stds, color=f"C{index % 10}", marker="o", capsize=3,
+                    ls="--" if method in OUR_VARIANTS else "-", lw=2.8 if method == "pat" else 1.5,
+                    label=method_label(method).replace("`", ""))  # fmt: skip
+    unit = suite.metric_units.get(suite.headline, "")
+    ax.set_xscale("log")
+    ax.set_xlabel("tuning steps")
+    ax.set_ylabel(f"{suite.headline} ({unit})" if unit else suite.headline)
+    ax.set_title(title or f"{suite.name}: {suite.headline} by run length, ratio {suite.main_ratio:.0%}")
+    dense = [
+        r["metrics"][suite.headline] for r in result["rows"] if r["method"] == "dense" and r.get("selected")
+    ]
+    if dense:
+        ax.axhline(mean_std(dense)[0], color="black", ls=":", lw=1, label="dense, untuned")
+    ax.set_xticks(sorted(every_length), [f"{n:,}" for n in sorted(every_length)])
+    ax.minorticks_off()
+    if suite.headline == "perplexity":
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig

@@ -115,27 +115,32 @@ def _protocol_lines(result: dict[str, Any], suite) -> list[str]:
     return lines
 
 
-def run_length_lines(result: dict[str, Any], suite) -> list[str]:
-    """The headline metric of every method across run lengths at the main ratio: the trend, not only the
-    end point (mean ± std over the seeds each length has)."""
+def run_length_values(result: dict[str, Any], suite) -> dict[str, dict[int, list[float]]]:
+    """method → run length → the headline metric of its selected rows at the main ratio (one value per
+    seed), for every tuned method run at two or more lengths, in the suite's method order."""
     rows = result["rows"]
     lengths = sorted({r["steps"] for r in rows if r["steps"]})
-    if len(lengths) < 2:
-        return []
-    unit = suite.metric_units.get(suite.headline, "")
     tables = {n: aggregate(rows, suite.main_ratio, n) for n in lengths}
     methods = [m for m in dict.fromkeys([*suite.default_methods, *(r["method"] for r in rows)])
                if get_method(m).uses_learning_rate and sum(m in tables[n] for n in lengths) >= 2]  # fmt: skip
+    return {m: {n: tables[n][m][suite.headline] for n in lengths if m in tables[n]} for m in methods}
+
+
+def run_length_lines(result: dict[str, Any], suite) -> list[str]:
+    """The headline metric of every method across run lengths at the main ratio: the trend, not only the
+    end point (mean ± std over the seeds each length has)."""
+    values = run_length_values(result, suite)
+    lengths = sorted({n for by_length in values.values() for n in by_length})
+    if len(lengths) < 2:
+        return []
+    unit = suite.metric_units.get(suite.headline, "")
     lines = [
         "| method | " + " | ".join(f"{n} steps" for n in lengths) + " |",
         "|---|" + "---:|" * len(lengths),
     ]
-    for m in methods:
-        cells = [
-            f"{format_values(tables[n][m][suite.headline], unit)} ({len(tables[n][m][suite.headline])})"
-            if m in tables[n] else "–"
-            for n in lengths
-        ]  # fmt: skip
+    for m, by_length in values.items():
+        cells = [f"{format_values(by_length[n], unit)} ({len(by_length[n])})" if n in by_length else "–"
+                 for n in lengths]  # fmt: skip
         lines.append(f"| {method_label(m)} | " + " | ".join(cells) + " |")
     return lines
 
