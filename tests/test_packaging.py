@@ -24,6 +24,20 @@ def test_every_package_folder_is_listed_in_pyproject():
     assert folders <= listed, f"add {sorted(folders - listed)} to [tool.setuptools] packages"
 
 
+def test_every_shipped_data_folder_is_listed_so_the_build_does_not_warn_about_it():
+    """configs/ and data/ ship as pat_lite.resources.{configs,data}; a subfolder not listed as a package
+    still ships through package-data, but setuptools then warns about it on every install."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    shipped = {"configs": "pat_lite.resources.configs", "data": "pat_lite.resources.data"}
+    folders = {
+        ".".join([package, *path.relative_to(ROOT / top).parts])
+        for top, package in shipped.items()
+        for path in (ROOT / top).rglob("*")
+        if path.is_dir() and "__pycache__" not in path.parts
+    }
+    assert folders <= listed, f"add {sorted(folders - listed)} to [tool.setuptools] packages"
+
+
 def test_shipped_files_are_found_through_the_package():
     from pat_lite.resources import configs_dir, data_dir, recipe_names
 
