@@ -284,6 +284,46 @@ def test_the_cut_quality_table_rebuilds_from_the_committed_files_alone(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows", "toy-cut-quality.json", "toy.json"]
 
 
+def test_the_set_pat_kept_at_s0_is_read_from_the_first_log_at_or_after_s0(tmp_path):
+    """The paper fixes the kept set at s0; a run whose sparsity loss kept moving W_M afterwards reports the
+    set it had there and how many channels left it by the end."""
+    import torch
+    from safetensors.torch import save_file
+
+    from pat_lite.baselines.cut_quality import Cut
+    from pat_lite.reproduce.cut_table import cut_at_s0
+
+    proxies = torch.tensor([
+        [0.1, -0.1, 0.2, -0.2],  # step 2: before s0 = 4
+        [0.3, 0.2, -0.1, -0.4],  # step 5: the first log at or after s0 keeps {0, 1}
+        [0.3, -0.1, 0.2, -0.4],  # step 8: channel 1 left, channel 2 came back
+    ])  # fmt: skip
+    history = {"steps": torch.tensor([2, 5, 8]), "proxies": proxies}
+    save_file(history, str(tmp_path / "mask_history.safetensors"))
+    (tmp_path / "log_history.json").write_text(json.dumps([{"step": 1, "milestone": 4}, {"step": 2}]))
+    cut, record = cut_at_s0(tmp_path, Cut("run", (0, 2)))
+    assert cut.kept == (0, 1) and record == {"step": 5, "changed": 1}
+    (tmp_path / "log_history.json").write_text(json.dumps([{"step": 1, "milestone": 9}]))
+    assert cut_at_s0(tmp_path, Cut("run", (0, 2))) is None  # no log after s0: nothing to compare
+
+
+def test_the_cut_table_shows_the_set_kept_at_s0_only_where_a_run_had_one():
+    from pat_lite.reproduce.report import cut_quality_cells
+
+    quality = {"unit": "nats", "lower_is_better": True, "rows": [
+        {"label": "`pca`", "chooser": "reference", "untuned": [3.8], "energy_kept": [0.98]},
+        {"label": "`pat`, 300 steps", "chooser": "its run's mask (per seed)", "untuned": [8.4, 7.0],
+         "energy_kept": [0.75, 0.8], "tuned": [4.3, 4.0],
+         "untuned_at_s0": [7.0, 6.0], "changed_after_s0": [7, 0]},
+    ]}  # fmt: skip
+    cells = cut_quality_cells(quality)
+    assert cells["`pat`, 300 steps"]["untuned, set kept at s0 (nats)"] == "6.50 ± 0.71"
+    assert cells["`pat`, 300 steps"]["decisions changed after s0"] == "7 / 0"
+    assert cells["`pca`"]["decisions changed after s0"] == "–"
+    del quality["rows"][1]["untuned_at_s0"], quality["rows"][1]["changed_after_s0"]
+    assert not any("s0" in column for column in cut_quality_cells(quality)["`pca`"])
+
+
 def test_a_report_written_from_a_fresh_clone_keeps_the_committed_diagnostics(tmp_path, monkeypatch):
     """The diagnostics need a run's mask history, which only the machine that trained it has: a report
     re-written elsewhere (a grid resumed on a new machine) keeps every diagnosed run and loads nothing."""

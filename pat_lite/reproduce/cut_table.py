@@ -24,10 +24,11 @@ from safetensors.torch import load_file
 
 from pat_lite.baselines.cut_quality import REFERENCE_KINDS, Cut, reference_cuts, score_cuts
 from pat_lite.core.residual import residual_second_moment
+from pat_lite.reproduce.diagnostics import kept_at_milestone, logged_milestone
 from pat_lite.reproduce.methods import get_method, method_label
 from pat_lite.reproduce.rows import run_folder
 from pat_lite.reproduce.suites import Suite
-from pat_lite.training.trainer import PAT_STATE
+from pat_lite.training.trainer import MASK_HISTORY, PAT_STATE, load_mask_history
 from pat_lite.utils.atomic import atomic_write_text
 from pat_lite.utils.environment import environment
 
@@ -54,9 +55,28 @@ def method_cut(out: Path, row: dict[str, Any], references: dict[str, Cut]) -> Cu
     ):
         return None
     kept = json.loads((folder / "merged" / "pat_kept.json").read_text())["kept_channels"]
+    return Cut(folder.name, tuple(kept), _rotation(folder))
+
+
+def _rotation(folder: Path):
     state = load_file(str(folder / "adapter" / PAT_STATE))
-    rotation = state["rotation"].float() if "rotation" in state else None
-    return Cut(folder.name, tuple(kept), rotation)
+    return state["rotation"].float() if "rotation" in state else None
+
+
+def cut_at_s0(folder: Path, final: Cut) -> tuple[Cut, dict[str, int]] | None:
+    """A PAT run's kept set at the first logged step at or after s0 (the set the paper's Eq. 6 fixes from
+    s0 on) as a cut of the base, with that step and how many keep/cut decisions changed between it and the
+    end; None for a run without s0 or without a mask history."""
+    history = folder / MASK_HISTORY
+    if not history.is_file():
+        return None
+    steps, proxies = load_mask_history(history)
+    found = kept_at_milestone(steps, proxies, len(final.kept), logged_milestone(folder))
+    if found is None:
+        return None
+    step, kept = found
+    changed = len(kept ^ set(final.kept)) // 2
+    return Cut(f"{folder.name}@s0", tuple(sorted(kept)), final.rotation), {"step": step, "changed": changed}
 
 
 def _rows_at_main_ratio(suite: Suite, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -111,24 +131,39 @@ def cut_quality_table(
     method_rows = []
     for row in candidates:
         run = Path(row["run_dir"]).name if row.get("run_dir") else None
-        if run in runs:  # scored before: no need for its run folder (a fresh clone has none)
-            method_rows.append((row, runs[run]))
-            continue
-        cut = method_cut(out, row, references)  # reads a PAT run's folder only if it exists
-        if cut is None or (not compute and cut.name not in references_data["cuts"]):
-            continue
-        if cut.name in references_data["cuts"]:
-            entry = references_data["cuts"][cut.name]
-        else:
-            s = loaded()
-            entry = runs[cut.name] = {
-                **score_cuts(s["base"], [cut], s["score"], s["moment"])[cut.name],
-                "environment": environment(),
-            }
+        entry = runs.get(run)  # scored before: no need for its run folder (a fresh clone has none)
+        folder = run_folder(out, row)
+        if entry is None or (compute and "at_s0" not in entry and folder is not None and folder.is_dir()):
+            cut = method_cut(out, row, references)  # reads a PAT run's folder only if it exists
+            if cut is None or (not compute and cut.name not in references_data["cuts"]):
+                continue
+            if cut.name in references_data["cuts"]:
+                entry = references_data["cuts"][cut.name]
+            else:
+                entry = runs[cut.name] = _scored_run(cut, folder, loaded, entry)
         method_rows.append((row, entry))
     if compute:
         atomic_write_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
     return _as_table(suite, references_data, method_rows)
+
+
+def _scored_run(cut: Cut, folder: Path, loaded, cached: dict[str, Any] | None) -> dict[str, Any]:
+    """A PAT run's cache entry: its final cut scored (kept from the cache when it is there) and, under
+    `at_s0`, its kept set at s0 scored with the number of decisions changed after it (None: no s0)."""
+    s = loaded()
+    entry = dict(cached) if cached else {
+        **score_cuts(s["base"], [cut], s["score"], s["moment"])[cut.name], "environment": environment(),
+    }  # fmt: skip
+    at_s0 = cut_at_s0(folder, cut)
+    entry["at_s0"] = None
+    if at_s0 is not None:
+        s0_cut, record = at_s0
+        same = s0_cut.kept == tuple(sorted(cut.kept))
+        scored = {"score": entry["score"], "energy_kept": entry["energy_kept"]} if same else (
+            score_cuts(s["base"], [s0_cut], s["score"], s["moment"])[s0_cut.name]
+        )  # fmt: skip
+        entry["at_s0"] = {**scored, **record}
+    return entry
 
 
 def _as_table(suite: Suite, references: dict[str, Any], method_rows: list) -> dict[str, Any]:
@@ -146,15 +181,23 @@ def _as_table(suite: Suite, references: dict[str, Any], method_rows: list) -> di
         })  # fmt: skip
     grouped: dict[tuple[str, int], dict[str, list[float]]] = {}
     for row, entry in method_rows:
-        group = grouped.setdefault((row["method"], row["steps"]), {"untuned": [], "energy": [], "tuned": []})
+        group = grouped.setdefault(
+            (row["method"], row["steps"]), {"untuned": [], "energy": [], "tuned": [], "s0": [], "changed": []}
+        )
         group["untuned"].append(entry["score"])
         group["energy"].append(entry["energy_kept"])
         group["tuned"].append(row["metrics"][suite.cut_metric])
+        if entry.get("at_s0"):
+            group["s0"].append(entry["at_s0"]["score"])
+            group["changed"].append(entry["at_s0"]["changed"])
     for (method, steps), group in sorted(grouped.items(), key=lambda item: (item[0][1], item[0][0])):
         chooser = _chooser(method)
         table_rows.append({
             "label": f"{method_label(method)}, {steps} steps", "chooser": chooser,
             "untuned": group["untuned"], "energy_kept": group["energy"], "tuned": group["tuned"],
+            # only where every seed's run had its mask history when it was scored
+            **({"untuned_at_s0": group["s0"], "changed_after_s0": group["changed"]}
+               if group["s0"] and len(group["s0"]) == len(group["untuned"]) else {}),
         })  # fmt: skip
     return {
         "measure": suite.cut_measure,

@@ -123,7 +123,7 @@ def diagnose(run_dir: str | Path, base_model, calibration: Calibration, top_acti
     log = json.loads((run_dir / "log_history.json").read_text())
     gap_rows = [e for e in log if "lm_loss_exact" in e]
     locks = lock_in_steps(steps, proxies)
-    milestone = next((e["milestone"] for e in log if "milestone" in e), None)
+    milestone = logged_milestone(run_dir)
     return {
         "width": int(final.numel()),
         "target": target,
@@ -148,22 +148,39 @@ def diagnose(run_dir: str | Path, base_model, calibration: Calibration, top_acti
     }
 
 
+def logged_milestone(run_dir: Path) -> int | None:
+    """The run's s0 as its log recorded it (None for a schedule without one)."""
+    log = json.loads((Path(run_dir) / "log_history.json").read_text())
+    return next((e["milestone"] for e in log if "milestone" in e), None)
+
+
+def kept_at_milestone(
+    steps: torch.Tensor, proxies: torch.Tensor, target: int, milestone: int | None
+) -> tuple[int, set[int]] | None:
+    """The first logged step at or after s0 and the channels kept there — the set the paper's Eq. 6 treats
+    as fixed from s0 on (None without s0 or a log after it)."""
+    if milestone is None:
+        return None
+    after = [i for i, step in enumerate(steps.tolist()) if step >= milestone]
+    if not after:
+        return None
+    return int(steps[after[0]]), set(kept_channels(proxies[after[0]], target).tolist())
+
+
 def after_milestone(steps: torch.Tensor, proxies: torch.Tensor, target: int, milestone) -> dict[str, Any]:
     """What happened to the mask around s0, read at log resolution: how far W_M had moved by the last log
     before s0 (max |W_M|), the first logged step at or after s0, and how many keep/cut decisions changed
-    between that log and the end (the kept set the paper's Eq. 6 treats as fixed from s0 on)."""
+    between that log and the end."""
     if milestone is None or proxies.shape[0] == 0:
         return {"max_abs_wm_before_s0": None, "first_log_after_s0": None, "decisions_changed_after_s0": None}
-    logged = steps.tolist()
-    before = [i for i, step in enumerate(logged) if step < milestone]
-    after = [i for i, step in enumerate(logged) if step >= milestone]
+    before = [i for i, step in enumerate(steps.tolist()) if step < milestone]
+    at_s0 = kept_at_milestone(steps, proxies, target, milestone)
     changed = None
-    if after:
-        at_s0 = set(kept_channels(proxies[after[0]], target).tolist())
-        changed = len(at_s0 ^ set(kept_channels(proxies[-1], target).tolist())) // 2
+    if at_s0:
+        changed = len(at_s0[1] ^ set(kept_channels(proxies[-1], target).tolist())) // 2
     return {
         "max_abs_wm_before_s0": float(proxies[before[-1]].abs().max()) if before else None,
-        "first_log_after_s0": logged[after[0]] if after else None,
+        "first_log_after_s0": at_s0[0] if at_s0 else None,
         "decisions_changed_after_s0": changed,
     }
 

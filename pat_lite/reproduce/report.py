@@ -145,36 +145,57 @@ def run_length_lines(result: dict[str, Any], suite) -> list[str]:
     return lines
 
 
+def cut_quality_cells(quality: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The cut-quality table's cells, row label → column → text: each cut's untuned score and energy kept,
+    then (for a method's own cut) the tuned score in the same unit and what tuning recovered, mean ± std
+    over seeds or random draws. Where PAT runs kept their mask history, two more columns: the untuned score
+    of the set kept at s0 (what the paper fixes) and how many keep/cut decisions changed after it."""
+    unit, sign = quality["unit"], -1.0 if quality["lower_is_better"] else 1.0
+    with_s0 = any("untuned_at_s0" in row for row in quality["rows"])
+    cells = {}
+    for row in quality["rows"]:
+        tuned = row.get("tuned")
+        gains = [sign * (t - u) for t, u in zip(tuned, row["untuned"], strict=True)] if tuned else None
+        cells[row["label"]] = {
+            "chosen by": row["chooser"],
+            f"untuned ({unit})": format_values(row["untuned"], unit),
+            "energy kept (%)": format_values([100 * e for e in row["energy_kept"]], "%"),
+            f"tuned ({unit})": format_values(tuned, unit) if tuned else "–",
+            f"recovered ({unit})": format_values(gains, unit) if gains else "–",
+        }
+        if with_s0:
+            at_s0, changed = row.get("untuned_at_s0"), row.get("changed_after_s0")
+            cells[row["label"]] |= {
+                f"untuned, set kept at s0 ({unit})": format_values(at_s0, unit) if at_s0 else "–",
+                "decisions changed after s0": " / ".join(map(str, changed)) if changed else "–",  # per seed
+            }
+    return cells
+
+
 def cut_quality_lines(quality: dict[str, Any], suite, result: dict[str, Any]) -> list[str]:
-    """The cut-quality table: each cut's untuned score and energy kept, then (for a method's own cut) the
-    tuned score in the same unit — how good the choice was, and how much tuning recovered."""
+    """The cut-quality table (`cut_quality_cells`) as markdown, with what its columns mean."""
     if not quality:
         return []
     unit = quality["unit"]
     better = "lower" if quality["lower_is_better"] else "higher"
+    cells = cut_quality_cells(quality)
+    columns = list(next(iter(cells.values())))
     lines = [
         f"Untuned base with exactly the cut, scored by {quality['measure']} ({better} is better); dense, "
         f"uncut: {format_values([quality['dense']], unit)} {unit}. *Energy kept*: share of the residual "
         "stream's energy (calibration text) in the kept directions. For a method's cut, *tuned* is the same "
         "measure after tuning and *recovered* the improvement tuning made over that seed's untuned cut "
         "(mean ± std over seeds).",
-        "",
-        f"| cut | chosen by | untuned ({unit}) | energy kept | tuned ({unit}) | recovered |",
-        "|---|---|---:|---:|---:|---:|",
     ]
-    for row in quality["rows"]:
-        tuned = row.get("tuned")
-        recovered = "–"
-        if tuned:
-            sign = -1.0 if quality["lower_is_better"] else 1.0
-            gains = [sign * (t - u) for t, u in zip(tuned, row["untuned"], strict=True)]
-            recovered = format_values(gains, unit)
-        untuned = format_values(row["untuned"], unit)
-        energy = format_values([100 * e for e in row["energy_kept"]], "%")
-        lines.append(
-            f"| {row['label']} | {row['chooser']} | {untuned} | {energy} % | "
-            f"{format_values(tuned, unit) if tuned else '–'} | {recovered} |"
+    if any("s0" in column for column in columns):
+        lines[0] += (
+            " *Set kept at s0*: a PAT run's kept set at its first logged step at or after s0, which the "
+            "paper's schedule treats as final, scored the same way; *decisions changed after s0*: channels "
+            "that left the kept set between that step and the end (runs whose mask history was on the "
+            "machine that wrote this table; – otherwise)."
         )
+    lines += ["", "| cut | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * (len(columns) - 1)]
+    lines += [f"| {label} | " + " | ".join(row.values()) + " |" for label, row in cells.items()]
     return lines
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from pat_lite.core.config import PATConfig
 from pat_lite.evaluation import paper_results as paper
 from pat_lite.reproduce.methods import OUR_VARIANTS
-from pat_lite.reproduce.report import aggregate, format_values
+from pat_lite.reproduce.report import aggregate, cut_quality_cells, format_values
 from pat_lite.reproduce.suites import get_suite
 
 #: Our method → the paper's Table 1 row it stands beside (`pat_lite.evaluation.paper_results`).
@@ -120,18 +120,7 @@ def cut_quality(suite: str, results_dir: str | Path) -> dict[str, Any]:
 
 
 def cut_quality_frame(table: dict[str, Any]) -> pd.DataFrame:
-    """`cut_quality`'s rows as a table: untuned score with the cut, energy kept, tuned, recovered (mean ±
-    std over seeds or random draws)."""
-    unit, sign = table["unit"], -1.0 if table["lower_is_better"] else 1.0
-    rows = {}
-    for row in table["rows"]:
-        tuned = row.get("tuned")
-        gains = [sign * (t - u) for t, u in zip(tuned, row["untuned"], strict=True)] if tuned else None
-        rows[row["label"].replace("`", "")] = {
-            "chosen by": row["chooser"],
-            f"untuned ({unit})": format_values(row["untuned"], unit),
-            "energy kept (%)": format_values([100 * e for e in row["energy_kept"]], "%"),
-            f"tuned ({unit})": format_values(tuned, unit) if tuned else "–",
-            f"recovered ({unit})": format_values(gains, unit) if gains else "–",
-        }
-    return pd.DataFrame(rows).T.rename_axis("cut")
+    """`cut_quality`'s rows as a table (`report.cut_quality_cells`): untuned score with the cut, energy
+    kept, tuned, recovered (mean ± std over seeds or random draws), and the set kept at s0 where known."""
+    cells = {label.replace("`", ""): row for label, row in cut_quality_cells(table).items()}
+    return pd.DataFrame(cells).T.rename_axis("cut")
