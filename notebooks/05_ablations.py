@@ -172,6 +172,10 @@ display(Markdown(report.same_settings_note(list(table.index))))
 # reference cuts of the same width — random sets, the largest writer norms, the largest activation
 # energies, the step-0 task gradient PAT's mask first sees, its square (Fisher), and the PCA slice — and the
 # share of the residual stream's energy each keeps. The arrow shows where tuning took each method's cut.
+# Where a PAT run's mask history is known, a cross marks the set it kept at $s_0$ — the set the paper's
+# schedule treats as final — and the table counts the channels that left that set afterwards: the sparsity
+# loss keeps moving $W_M$ after $s_0$ with no task signal, and this shows whether that made the cut better
+# or worse.
 
 # %%
 from pat_lite.reproduce.results_view import cut_quality, cut_quality_frame

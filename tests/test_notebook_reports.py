@@ -336,3 +336,19 @@ def test_the_two_schedules_part_after_0_8_s0_and_only_the_papers_is_exact_after_
     assert paper[2].tolist() == [1.0, 0.0]  # the exact mask from s0 on
     fig = plots.plot_schedules(100)
     assert "(the default)" in fig.axes[0].get_legend().get_texts()[0].get_text()
+
+
+def test_the_cut_quality_figure_marks_the_set_pat_kept_at_s0_once_in_its_legend():
+    table = {"unit": "nats", "lower_is_better": True, "dense": 2.75, "rows": [
+        {"label": "random (5 draws)", "chooser": "reference", "untuned": [9.0, 12.0],
+         "energy_kept": [0.8, 0.8]},
+        {"label": "`pat`, 300 steps", "chooser": "its run's mask (per seed)", "untuned": [8.4],
+         "energy_kept": [0.7], "tuned": [4.3], "untuned_at_s0": [7.0], "changed_after_s0": [7]},
+        {"label": "`pat-pca` (ours), 300 steps", "chooser": "its run's mask (per seed)", "untuned": [3.8],
+         "energy_kept": [0.98], "tuned": [3.0], "untuned_at_s0": [3.8], "changed_after_s0": [0]},
+    ]}  # fmt: skip
+    ax = ablation_report.plot_cut_quality(table).axes[0]
+    crosses = [line for line in ax.lines if line.get_marker() == "x"]
+    assert [tuple(line.get_xydata()[0]) for line in crosses] == [(7.0, 1.0), (3.8, 2.0)]
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels.count("× untuned, set kept at s0") == 1

@@ -272,8 +272,9 @@ def diagnostics_table(diagnostics: dict[str, dict]) -> pd.DataFrame:
 
 def plot_cut_quality(table: dict[str, Any], title: str = ""):
     """One line per cut: the untuned base with it (open circle: how good the choice was) and, for a method's
-    own cut, the tuned model (filled: where tuning took it), joined by an arrow; means over seeds or draws.
-    The random cuts' range is a band, the dense base a dotted line. Returns a matplotlib Figure."""
+    own cut, the tuned model (filled: where tuning took it), joined by an arrow; a cross where a PAT run's
+    set kept at s0 was; means over seeds or draws. The random cuts' range is a band, the dense base a
+    dotted line. Returns a matplotlib Figure."""
     from matplotlib.figure import Figure
 
     rows = table["rows"]
@@ -283,6 +284,7 @@ def plot_cut_quality(table: dict[str, Any], title: str = ""):
     ax.axvspan(min(randoms["untuned"]), max(randoms["untuned"]), color="lightgrey", alpha=0.6,
                label="range of the random cuts")  # fmt: skip
     ax.axvline(table["dense"], color="black", ls=":", lw=1, label="dense base, uncut")
+    marked_s0 = False
     for y, row in enumerate(rows):
         name = row["label"].replace("`", "")
         colour = (
@@ -294,6 +296,10 @@ def plot_cut_quality(table: dict[str, Any], title: str = ""):
         )
         untuned = sum(row["untuned"]) / len(row["untuned"])
         ax.plot(untuned, y, "o", mfc="white", color=colour)
+        if row.get("untuned_at_s0"):  # the set the paper fixes at s0, before the sparsity loss moved it
+            at_s0 = sum(row["untuned_at_s0"]) / len(row["untuned_at_s0"])
+            ax.plot(at_s0, y, "x", color=colour, label=None if marked_s0 else "× untuned, set kept at s0")
+            marked_s0 = True
         if row.get("tuned"):
             tuned = sum(row["tuned"]) / len(row["tuned"])
             ax.annotate("", (tuned, y), (untuned, y), arrowprops={"arrowstyle": "->", "color": colour})
