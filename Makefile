@@ -71,8 +71,10 @@ sync: venv
 
 ## The committed study (results/): every method, same data, steps and LoRA; re-running keeps finished rows.
 ## Measured on 2 shared cores (one torch thread per row, two rows at a time): toy ~35 min; smollm2 about
-## 22 CPU-hours, ~11 h (per 100 steps 380-790 CPU-s of tuning, then 230-310 CPU-s of evaluation per row).
+## 18 CPU-hours, ~9-10 h (a 300-step PAT row: ~1,900 CPU-s of tuning, then ~200 CPU-s of evaluation). It
+## first prints what the committed rows took, from the reports.
 reproduce: venv
+	@for suite in toy smollm2; do printf '%s, committed: ' $$suite; grep -h "rows with timings" results/$$suite.md; done
 	$(PY) -m pat_lite.cli reproduce --suite toy --out results
 	$(PY) -m pat_lite.cli reproduce --suite smollm2 --out results
 
