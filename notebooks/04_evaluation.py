@@ -272,9 +272,9 @@ display(side.style.format(readable).format("{:.2f}", subset=["paper, Llama2-7B (
 # method at the learning rate its validation perplexity picks; notebook 05 follows the methods to 300 and
 # 1,000 steps, and `results/smollm2.md` lists the rows still running) the paper's claim does not hold: PAT
 # beats pruning by writer norm before or after tuning (perplexity 3,846 against 31,575 and 529,748 at 100
-# steps; 1,195 ± 322 against 5,545 ± 418 at 300), but the SliceGPT-style PCA slice followed by the same
+# steps; 1,854 ± 1,164 against 5,545 ± 418 at 300), but the SliceGPT-style PCA slice followed by the same
 # LoRA keeps the model far better (202.3 at 100 steps, 168.0 ± 0.5 over three seeds at 300; cloze 84.2 %
-# against PAT's 70.3 % at 300).
+# against PAT's 69.9 % at 300).
 # On the toy world (three seeds) PAT is level with the norm prune→tune (67.6 ± 0.5 % against 68.4 ± 1.0 %)
 # and both PCA methods lead (86-88 %). Notebook 05 separates the choice from the tuning: PAT's mask on the
 # untuned base is no better than a random one on the toy and worse than the energy or PCA cut on SmolLM2,
