@@ -249,10 +249,11 @@ for suite in ("smollm2", "toy"):
 # model's exact one) is the other failure the paper's Eq. 6 removes.
 #
 # On SmolLM2 the cut-quality table tells the same story with one difference: tuning does recover here.
-# PAT's kept sets score 8.31 ± 1.02 nats untuned at 300 steps — better than random sets (10.6 ± 2.8), worse
-# than the energy (4.96), Fisher (5.70) and PCA (3.79) cuts — and tuning brings them to 4.32 ± 0.26; the
-# PCA slice goes from 3.79 to 3.01 ± 0.01 with the same LoRA, and PAT in the PCA basis *(ours)* to 2.98 ± 0.01.
-# The crosses show what happened after $s_0$: in each of the three 300-step PAT runs the set kept at $s_0$
-# (7.02 / 7.05 / 7.08 nats) was a better cut than the one the run ended with (8.39 / 7.25 / 9.28, after
-# 7 / 6 / 8 swaps), so the sparsity loss, still moving $W_M$ with no task signal, made the choice worse. The informed starts never
-# changed a decision; PAT in the PCA basis from zero swapped 36 directions and went from 7.54 to 15.4.
+# PAT's kept sets score 8.31 ± 1.02 nats untuned at 300 steps — better than random sets (10.6 ± 2.8),
+# worse than the energy (4.96), Fisher (5.70) and PCA (3.79) cuts — and tuning brings them to 4.32 ± 0.26;
+# the PCA slice goes from 3.79 to 3.01 ± 0.01 with the same LoRA, and PAT in the PCA basis *(ours)* to
+# 2.98 ± 0.01. The crosses show what happened after $s_0$: in each of the three 300-step PAT runs the set
+# kept at $s_0$ (7.02 / 7.05 / 7.08 nats) was a better cut than the one the run ended with (8.39 / 7.25 /
+# 9.28, after 7 / 6 / 8 swaps), so the sparsity loss, still moving $W_M$ with no task signal, made the
+# choice worse. The informed starts never changed a decision; PAT in the PCA basis from zero swapped 36
+# directions and went from 7.54 to 15.4.
