@@ -31,9 +31,9 @@ NAMED_METHODS = [
     "pat-schedule-paper", "pat-mask-lr-auto", *OUR_VARIANTS,
 ]  # fmt: skip
 METRICS = {"toy": {"retention", "skill", "average"}, "smollm2": {"perplexity", "cloze", "heldout_loss"}}
-#: Committed results whose grid is still running (issue 16: SmolLM2's 300- and 1,000-step rows run across
-#: sessions; the report lists them as unfinished). A strict xfail: once complete, the marker must go.
-NOT_YET_REMADE = {"smollm2"}
+#: Committed results whose grid is still running (the report lists their rows as unfinished). A strict
+#: xfail: once complete, the name must go. Empty: every committed grid is complete.
+NOT_YET_REMADE: set[str] = set()
 
 
 def test_every_named_method_exists_and_hio_ranks_are_parsed():
