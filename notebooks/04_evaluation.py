@@ -270,7 +270,7 @@ display(side.style.format(readable).format("{:.2f}", subset=["paper, Llama2-7B (
 # %% [markdown]
 # **Reading.** In the committed SmolLM2 study (the table above is the 100-step sweep point: one seed, each
 # method at the learning rate its validation perplexity picks; notebook 05 follows the methods to 300 and
-# 1,000 steps, and `results/smollm2.md` lists the rows still running) the paper's claim does not hold: PAT
+# 1,000 steps; `results/smollm2.md` holds all 47 rows) the paper's claim does not hold: PAT
 # beats pruning by writer norm before or after tuning (perplexity 3,846 against 31,575 and 529,748 at 100
 # steps; 1,854 ± 1,164 against 5,545 ± 418 at 300), but the SliceGPT-style PCA slice followed by the same
 # LoRA keeps the model far better (202.3 at 100 steps, 168.0 ± 0.5 over three seeds at 300; cloze 84.2 %
