@@ -383,6 +383,25 @@ def test_who_wins_names_the_best_pruned_method_the_papers_pat_and_their_distance
     assert lines[1].startswith("- **600 steps**: best pruned method `pat` 70.0 % (1 seed); best method that")
 
 
+def test_the_report_says_whether_the_cheaper_token_budget_loss_would_reorder_rows_or_methods():
+    from pat_lite.reproduce.report import cheaper_measure_lines
+
+    def row(method, seed, perplexity, loss, steps=100):
+        return {"method": method, "ratio": 0.25, "seed": seed, "steps": steps, "learning_rate": 1e-3,
+                "selected": True, "metrics": {"perplexity": perplexity, "heldout_loss": loss}}  # fmt: skip
+
+    # 100 steps: the loss reverses the two methods' means (and two pairs of rows); 300 steps: same order.
+    rows = [row("pat", 0, 300.0, 3.2), row("pat", 1, 500.0, 3.3), row("prune-ft-pca", 0, 450.0, 3.0)]
+    rows += [row("pat", 0, 200.0, 3.1, 300), row("prune-ft-pca", 0, 150.0, 2.9, 300)]
+    (line,) = cheaper_measure_lines({"rows": rows}, get_suite("smollm2"))
+    assert "instead of perplexity, 8 of 10 pairs of rows keep their order" in line
+    assert line.endswith(
+        "keep their order at 300 steps (2 methods); at 100 steps `pat` and `prune-ft-pca` swap places "
+        "(perplexity 400.0 ± 141.4 and 450.0)."
+    )
+    assert cheaper_measure_lines({"rows": rows}, get_suite("toy")) == []  # its cut measure is its headline
+
+
 def test_the_run_length_trend_lists_methods_run_at_two_lengths_with_their_seeds():
     from pat_lite.notebook.ablations import plot_run_length
     from pat_lite.reproduce.report import run_length_lines

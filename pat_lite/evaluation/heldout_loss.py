@@ -1,11 +1,12 @@
 """Held-out language-model loss on a fixed token budget: a quick, tokenizer-level yardstick.
 
 lm-eval's rolling word perplexity (`realtext_perplexity`) is the study's headline; it reads every held-out
-document whole (~10 k tokens, ~90 CPU-seconds for SmolLM2-135M on one thread). Comparing many *cuts* of
-one base (`pat_lite.baselines.cut_quality`) and putting the tuned models beside them needs a cheaper
-measure in one unit: the mean next-token cross-entropy (nats per token) over the first `token_budget`
-tokens of the same documents, each document on its own (BOS + text, at most `window` tokens), no context
-carried over. All models compared share one tokenizer, so the numbers compare directly.
+document whole (9,431 tokens; 130 CPU-seconds for the 432-wide SmolLM2 on one thread, against 44 for
+this measure's 4,096 tokens). Comparing many *cuts* of one base (`pat_lite.baselines.cut_quality`) and
+putting the tuned models beside them needs a cheaper measure in one unit: the mean next-token
+cross-entropy (nats per token) over the first `token_budget` tokens of the same documents, each document
+on its own (BOS + text, at most `window` tokens), no context carried over. All models compared share
+one tokenizer, so the numbers compare directly.
 """
 
 from __future__ import annotations

@@ -214,6 +214,49 @@ def time_lines(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def cheaper_measure_lines(result: dict[str, Any], suite) -> list[str]:
+    """Would the suite's cheaper measure (its cut-quality metric, e.g. the loss on a fixed token budget)
+    change the conclusion drawn from its headline metric? Counted over every pair of rows, and as the order
+    of the methods' means at each run length of the main ratio. Empty where the two are the same metric."""
+    cheap, headline = suite.cut_metric, suite.headline
+    if cheap == headline or cheap not in suite.metric_units:
+        return []
+    rows = [r for r in result["rows"] if cheap in r["metrics"] and headline in r["metrics"]]
+    # `alike`: both measures call the same member of a pair better (each in its own direction).
+    sign = (1 if suite.higher_is_better else -1) * (-1 if suite.cut_lower_is_better else 1)
+
+    def alike(first: tuple[float, float], second: tuple[float, float]) -> bool:
+        return sign * (first[0] - first[1]) * (second[0] - second[1]) >= 0
+
+    pairs = [(a["metrics"], b["metrics"]) for i, a in enumerate(rows) for b in rows[i + 1 :]]
+    if not pairs:
+        return []
+    kept = sum(alike((a[headline], b[headline]), (a[cheap], b[cheap])) for a, b in pairs)
+    unit = suite.metric_units.get(headline, "")
+    same_order, swaps = [], []
+    for steps in sorted({r["steps"] for r in rows if r["steps"]}):
+        table = aggregate(rows, suite.main_ratio, steps)
+        means = {n: (mean_std(v[headline])[0], mean_std(v[cheap])[0]) for n, v in table.items()}
+        names = list(means)
+        swapped = [
+            (a, b) for i, a in enumerate(names) for b in names[i + 1 :]
+            if not alike((means[a][0], means[b][0]), (means[a][1], means[b][1]))
+        ]  # fmt: skip
+        if not swapped:
+            same_order.append(f"{steps} steps ({len(names)} methods)")
+        swaps += [
+            f"at {steps} steps {method_label(a)} and {method_label(b)} swap places ({headline} "
+            f"{format_values(table[a][headline], unit)} and {format_values(table[b][headline], unit)})"
+            for a, b in swapped
+        ]
+    ordered = f"keep their order at {' and '.join(same_order)}" if same_order else ""
+    return [
+        f"Would a cheaper evaluation change the conclusion? Scored by {suite.cut_measure} instead of "
+        f"{headline}, {kept:,} of {len(pairs):,} pairs of rows keep their order; the methods, by their "
+        f"means at the main ratio, " + "; ".join(filter(None, [ordered, *swaps])) + "."
+    ]
+
+
 def winner_lines(result: dict[str, Any], suite) -> list[str]:
     """Who wins at each run length of the main ratio, computed from the selected rows: the best pruned
     method, the paper's PAT and the best other PAT setting with their distance from it, and full-width
@@ -325,6 +368,9 @@ def suite_markdown(result: dict[str, Any], suite, quality: dict[str, Any] | None
     timing = time_lines(result)
     if timing:
         lines += ["", *timing]
+    cheaper = cheaper_measure_lines(result, suite)
+    if cheaper:
+        lines += ["", *cheaper]
     return "\n".join(lines) + "\n"
 
 
