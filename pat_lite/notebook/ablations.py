@@ -276,6 +276,7 @@ def plot_cut_quality(table: dict[str, Any], title: str = ""):
     set kept at s0 was; means over seeds or draws. The random cuts' range is a band, the dense base a
     dotted line. Returns a matplotlib Figure."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import LogFormatter
 
     rows = table["rows"]
     fig = Figure(figsize=(8, 0.32 * len(rows) + 1.4))
@@ -308,6 +309,9 @@ def plot_cut_quality(table: dict[str, Any], title: str = ""):
     ax.invert_yaxis()
     if table["lower_is_better"]:
         ax.set_xscale("log")
+        # Plain numbers (3, 4, 6, 10, 20) rather than matplotlib's 3 × 10⁰ on a log axis of a few nats.
+        ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     better = "lower" if table["lower_is_better"] else "higher"
     ax.set(xlabel=f"{table['unit']} ({better} is better): ○ untuned base with the cut, ● after tuning",
            title=title or "how good was the cut, and what did tuning add")  # fmt: skip
