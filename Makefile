@@ -77,6 +77,9 @@ reproduce: venv
 	@for suite in toy smollm2; do printf '%s, committed: ' $$suite; grep -h "rows with timings" results/$$suite.md; done
 	$(PY) -m pat_lite.cli reproduce --suite toy --out results
 	$(PY) -m pat_lite.cli reproduce --suite smollm2 --out results
+	# PAT with the kept set fixed from s0 at the paper's PAT's learning rate (a control outside the grid)
+	$(PY) -m pat_lite.cli reproduce --suite smollm2 --methods pat-fixed-from-s0 --seeds 0,1,2 --steps 300 \
+		--learning-rates 0.0003 --out results
 
 bench: venv
 	$(PY) -m pat_lite.cli bench --preset-file configs/bench/tinyllama-cpu.yaml --out artifacts/bench

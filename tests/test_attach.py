@@ -233,7 +233,7 @@ def test_bad_fixed_channel_settings_are_refused_with_the_reason():
         PATConfig(mask_mode="fixed")
     with pytest.raises(ValueError, match="only used with mask_mode='fixed'"):
         PATConfig(fixed_channels="norm")
-    with pytest.raises(ValueError, match="list of channel indices or 'norm'"):
+    with pytest.raises(ValueError, match="list of channel indices, 'norm' or 'energy'"):
         PATConfig(mask_mode="fixed", fixed_channels="largest")
     with pytest.raises(ValueError, match="lists a channel twice"):
         PATConfig(mask_mode="fixed", fixed_channels=[1, 1, 2])

@@ -110,6 +110,27 @@ def test_with_an_energy_start_in_the_pca_basis_w_m_starts_by_pca_rank():
     assert torch.nonzero(get_pat(rotated).mask.proxies > 0).flatten().tolist() == list(range(48))
 
 
+def test_a_fixed_energy_cut_in_the_pca_basis_is_the_pca_slice_before_any_tuning():
+    """prune-ft-pca-hsm's starting point: the mask 0/1 on the top principal directions from step 0 and
+    HSMs at identity merge into exactly the SliceGPT-style slice that prune-ft-pca tunes."""
+    from pat_lite.baselines.pca import pca_slice
+
+    model, ids = tiny_model("llama-gqa"), token_batch()
+    config = PATConfig(pruning_ratio=0.25, hio_rank=4, basis="pca", mask_mode="fixed", fixed_channels="energy")
+    assert config.needs_calibration
+    with pytest.raises(ValueError, match="calibration"):
+        attach_pat(tiny_model("llama-gqa"), config)
+    rotated = attach_pat(model, config, calibration=calibration())
+    assert get_pat(rotated).config.fixed_channels == list(range(48))
+    rotated.eval()
+    with torch.no_grad():
+        expected = pca_slice(tiny_model("llama-gqa"), 48, calibration())(ids).logits
+        masked = rotated(ids).logits
+        merged = merge_pat(rotated)(ids).logits
+    assert (masked - expected).abs().max().item() <= TOLERANCE
+    assert (merged - expected).abs().max().item() <= TOLERANCE
+
+
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("informed_assets")

@@ -27,7 +27,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from pat_lite.core.arch import arch_spec
-from pat_lite.core.config import NORM_CRITERION, PATConfig
+from pat_lite.core.config import ENERGY_CRITERION, NORM_CRITERION, PATConfig
 from pat_lite.core.hsm import HSM
 from pat_lite.core.mask import (
     GlobalMask,
@@ -146,7 +146,12 @@ def attach_pat(
     if (
         resolved.needs_calibration
         and calibration is None
-        and not (resolved.basis == "pca" and rotation is not None and resolved.mask_init != "energy")
+        and not (
+            resolved.basis == "pca"
+            and rotation is not None
+            and resolved.mask_init != "energy"
+            and resolved.fixed_channels != ENERGY_CRITERION
+        )
     ):
         raise ValueError(
             f"PATConfig(basis={resolved.basis!r}, mask_init={resolved.mask_init!r}) measures the residual "
@@ -159,9 +164,10 @@ def attach_pat(
         if rotation is None:
             rotation, _ = pca_rotation(base, calibration)
         base = model = rotate_residual(base, rotation)
-    if resolved.mask_mode == "fixed" and resolved.fixed_channels == NORM_CRITERION:
-        # Decided once, from the weights as they are now; the resolved config records the channels.
-        channels = norm_channels(base, int(resolved.target_width)).tolist()
+    if resolved.mask_mode == "fixed" and resolved.fixed_channels in (NORM_CRITERION, ENERGY_CRITERION):
+        # Decided once, from the weights (in the basis PAT prunes in) as they are now; the resolved config
+        # records the channels.
+        channels = _ranked_channels(base, resolved.fixed_channels, int(resolved.target_width), calibration)
         resolved = dataclasses.replace(resolved, fixed_channels=channels)
     decoder = base.model
     layers = decoder.layers
@@ -170,7 +176,8 @@ def attach_pat(
     if rotation is not None and resolved.basis == "pca":
         pat.register_buffer("rotation", rotation.detach().to(device=device, dtype=torch.float32))
     if resolved.mask_init != "zero":
-        pat.mask.start_from(_start_channels(base, resolved, calibration), resolved.sparsity_pull_target)
+        start = _ranked_channels(base, resolved.mask_init, int(resolved.target_width), calibration)
+        pat.mask.start_from(start, resolved.sparsity_pull_target)
     base.pat = pat
 
     def writer_hook(name: str):
@@ -207,10 +214,12 @@ def _check_attachable(base: nn.Module) -> None:
         )
 
 
-def _start_channels(base: PreTrainedModel, config: PATConfig, calibration: Calibration | None) -> list[int]:
-    """The N channels an informed start keeps: highest activation energy, or largest writer norm."""
-    width = int(config.target_width)
-    if config.mask_init == "energy":
+def _ranked_channels(
+    base: PreTrainedModel, criterion: str, width: int, calibration: Calibration | None
+) -> list[int]:
+    """The `width` channels a criterion keeps (an informed start or a fixed cut): highest activation
+    energy on the calibration text ("energy"), or largest writer norm ("norm")."""
+    if criterion == ENERGY_CRITERION:
         return top_channels(residual_energy(base, calibration), width).tolist()
     return norm_channels(base, width).tolist()
 

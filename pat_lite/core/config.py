@@ -19,6 +19,9 @@ MaskInit = Literal["zero", "energy", "norm"]
 AfterMilestone = Literal["trainable", "fixed"]
 #: `fixed_channels` value that asks for the norm criterion's channels (computed when PAT is attached).
 NORM_CRITERION = "norm"
+#: `fixed_channels` value that asks for the channels of highest activation energy on calibration text (in
+#: the PCA basis: the leading principal directions, i.e. the PCA slice), computed when PAT is attached.
+ENERGY_CRITERION = "energy"
 
 
 @dataclass
@@ -57,8 +60,10 @@ class PATConfig:
     #: "fixed": the exact 0/1 mask on `fixed_channels` from step 0, nothing learned about the mask, HSMs
     #: trainable (the prune-ft-norm-hsm baseline: a fixed cut tuned with LoRA and HSMs).
     mask_mode: MaskMode = "trainable"
-    #: The kept channels of `mask_mode="fixed"`: a list of N channel indices, or "norm" for the N channels
-    #: of largest writer norm (`pat_lite.core.slicing.norm_channels`), computed when PAT is attached.
+    #: The kept channels of `mask_mode="fixed"`: a list of N channel indices, "norm" for the N channels
+    #: of largest writer norm (`pat_lite.core.slicing.norm_channels`) or "energy" for the N of highest
+    #: activation energy on calibration text (ours; with basis="pca" the PCA slice), computed when PAT is
+    #: attached.
     fixed_channels: list[int] | str | None = None
     #: Where W_M starts (ours, not the paper's; docs/method.md §12): "zero" (the paper: every gate at 1,
     #: the task decides), "energy" (+pull_target on the N channels of highest activation energy on
@@ -124,13 +129,15 @@ class PATConfig:
             return
         if channels is None:
             raise ValueError(
-                "mask_mode='fixed' needs fixed_channels: a list of kept channel indices, or 'norm' for the "
-                "channels of largest writer norm"
+                "mask_mode='fixed' needs fixed_channels: a list of kept channel indices, 'norm' for the "
+                "channels of largest writer norm or 'energy' for those of highest activation energy"
             )
-        if channels == NORM_CRITERION:
+        if channels in (NORM_CRITERION, ENERGY_CRITERION):
             return
         if not isinstance(channels, list | tuple) or not channels:
-            raise ValueError(f"fixed_channels must be a list of channel indices or 'norm', got {channels!r}")
+            raise ValueError(
+                f"fixed_channels must be a list of channel indices, 'norm' or 'energy', got {channels!r}"
+            )
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in channels):
             raise ValueError(f"fixed_channels must be non-negative channel indices, got {channels}")
         if len(set(channels)) != len(channels):
@@ -162,8 +169,8 @@ class PATConfig:
 
     @property
     def needs_calibration(self) -> bool:
-        """Whether attaching needs calibration batches (a PCA basis or an energy-ranked start)."""
-        return self.basis == "pca" or self.mask_init == "energy"
+        """Whether attaching needs calibration batches (a PCA basis, an energy-ranked start or cut)."""
+        return self.basis == "pca" or self.mask_init == "energy" or self.fixed_channels == ENERGY_CRITERION
 
     def milestone_for(self, total_steps: int | None) -> int:
         """s0: `milestone_step`, or `milestone_fraction` of the run (the paper: 1/3 of all steps)."""

@@ -47,6 +47,8 @@ def method_cut(out: Path, row: dict[str, Any], references: dict[str, Cut]) -> Cu
     settings = method.train or {}
     if settings.get("pat.fixed_channels") == "norm":
         return references["norm"]
+    if settings.get("pat.fixed_channels") == "energy":  # in the PCA basis, the top directions: the slice
+        return references["pca" if settings.get("pat.basis") == "pca" else "energy"]
     folder = run_folder(out, row)
     if (
         settings.get("method") != "pat"

@@ -14,7 +14,9 @@ paper's PAT (`pat`) stays the reference row.
 
 `prune-ft-norm-hsm` is the fixed norm cut tuned with LoRA *and* trainable HSMs (PAT's machinery with a
 mask that is 0/1 on the norm set from step 0): it separates what PAT's learned mask and soft phase add
-beyond the HSMs' extra capacity.
+beyond the HSMs' extra capacity. `prune-ft-pca-hsm` is the same in the PCA basis (the PCA slice as a 0/1
+mask from step 0, with HSMs): between `prune-ft-pca` and `pat-pca`, it separates what the HSMs add from
+what `pat-pca`'s gradual fade before s0 adds.
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ _FIXED: list[Method] = [
         "prune-ft-norm-hsm",
         "the same fixed norm cut, tuned with LoRA and trainable HSMs",
         **{"pat.mask_mode": "fixed", "pat.fixed_channels": "norm"},
+    ),
+    _pat(
+        "prune-ft-pca-hsm",
+        "the PCA slice as a fixed 0/1 mask in the PCA basis from step 0, tuned with LoRA and trainable HSMs",
+        **{"pat.basis": "pca", "pat.mask_mode": "fixed", "pat.fixed_channels": "energy"},
     ),
     Method(
         "ft-prune-norm", "LoRA, then the norm cut, no further tuning", prune_after="norm", tuned_from="lora"
