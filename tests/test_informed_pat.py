@@ -116,7 +116,9 @@ def test_a_fixed_energy_cut_in_the_pca_basis_is_the_pca_slice_before_any_tuning(
     from pat_lite.baselines.pca import pca_slice
 
     model, ids = tiny_model("llama-gqa"), token_batch()
-    config = PATConfig(pruning_ratio=0.25, hio_rank=4, basis="pca", mask_mode="fixed", fixed_channels="energy")
+    config = PATConfig(
+        pruning_ratio=0.25, hio_rank=4, basis="pca", mask_mode="fixed", fixed_channels="energy"
+    )
     assert config.needs_calibration
     with pytest.raises(ValueError, match="calibration"):
         attach_pat(tiny_model("llama-gqa"), config)
