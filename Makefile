@@ -80,6 +80,9 @@ reproduce: venv
 	# PAT with the kept set fixed from s0 at the paper's PAT's learning rate (a control outside the grid)
 	$(PY) -m pat_lite.cli reproduce --suite smollm2 --methods pat-fixed-from-s0 --seeds 0,1,2 --steps 300 \
 		--learning-rates 0.0003 --out results
+	# the PCA slice as a fixed mask with HSMs at pat-pca's learning rate (a control outside the grid)
+	$(PY) -m pat_lite.cli reproduce --suite smollm2 --methods prune-ft-pca-hsm --seeds 0 --steps 300 \
+		--learning-rates 0.001 --out results
 
 bench: venv
 	$(PY) -m pat_lite.cli bench --preset-file configs/bench/tinyllama-cpu.yaml --out artifacts/bench

@@ -256,4 +256,8 @@ for suite in ("smollm2", "toy"):
 # kept at $s_0$ (7.02 / 7.05 / 7.08 nats) was a better cut than the one the run ended with (8.39 / 7.25 /
 # 9.28, after 7 / 6 / 8 swaps), so the sparsity loss, still moving $W_M$ with no task signal, made the
 # choice worse. The informed starts never changed a decision; PAT in the PCA basis from zero swapped 36
-# directions and went from 7.54 to 15.4.
+# directions and went from 7.54 to 15.4. Two controls run after the grid (in `results/smollm2.md`'s
+# table of every row): holding the set from $s_0$ at PAT's own learning rate gives 767 / 1,162 / 1,468
+# against PAT's 1,422 / 967 / 3,172 (better where the swaps had worsened the cut most), and the PCA slice
+# held as a 0/1 mask with HSMs (`prune-ft-pca-hsm`, one seed) 155.9 against 157.9 for PAT in the PCA
+# basis and 167.5 for the slice → LoRA: the HSMs, not the fade, carry that variant's lead.

@@ -383,6 +383,38 @@ def test_who_wins_names_the_best_pruned_method_the_papers_pat_and_their_distance
     assert lines[1].startswith("- **600 steps**: best pruned method `pat` 70.0 % (1 seed); best method that")
 
 
+def test_a_partial_command_adding_rows_beside_the_committed_sweep_reports_under_the_suites_protocol(
+    tmp_path,
+):
+    """`--steps 300 --learning-rates 3e-4` for one method (a control outside the grid) must not re-decide
+    every method's learning rate or move the main table to 300 steps."""
+    from pat_lite.reproduce.rows import row_path
+    from pat_lite.reproduce.runner import run_suite, sweep_rows
+
+    suite = get_suite("smollm2")
+
+    def write(spec, perplexity, validation):
+        row = {**{k: v for k, v in vars(spec).items() if k != "suite"}, "seconds": 1.0,
+               "metrics": {"perplexity": perplexity, "cloze": 50.0, "heldout_loss": 3.0},
+               "validation": {"perplexity": validation}}  # fmt: skip
+        path = row_path(tmp_path, spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(row))
+
+    for name in suite.default_methods:
+        for spec in sweep_rows(suite, get_method(name), 0, suite.learning_rates):
+            better = spec.learning_rate == 1e-3 or spec.learning_rate is None
+            write(spec, 100.0, 10.0 if better else 20.0)
+    control = normalised(RowSpec("smollm2", "pat-fixed-from-s0", 0.25, 0, 300, 3e-4))
+    write(control, 90.0, 5.0)
+    result = run_suite("smollm2", tmp_path, methods=["pat-fixed-from-s0"], seeds=[0], steps=[300],
+                       learning_rates=[3e-4], progress=False)  # fmt: skip
+    chosen = {(r["method"], r["steps"]): r["learning_rate"] for r in result["rows"] if r["selected"]}
+    assert chosen[("pat", 100)] == 1e-3 and ("pat-fixed-from-s0", 300) not in chosen
+    assert result["protocol"] == suite.protocol()
+    assert "## Main table: ratio 25%, 100 steps" in (tmp_path / "smollm2.md").read_text()
+
+
 def test_the_report_says_whether_the_cheaper_token_budget_loss_would_reorder_rows_or_methods():
     from pat_lite.reproduce.report import cheaper_measure_lines
 

@@ -277,7 +277,17 @@ def _run_suite(
         if get_method(spec.method).tuned_from
     ]
     run_rows(out, derived_sources + specs, workers, progress)
-    return write_suite(out, suite, command, cut_quality=cut_quality)
+    # A partial command (its own steps or learning rates) adding rows to a folder that holds the suite's
+    # own sweep reports under the suite's protocol, not its own overrides.
+    committed = get_suite(suite.name)
+    report_suite = committed if _sweep_complete(out, committed) else suite
+    return write_suite(out, report_suite, command, cut_quality=cut_quality)
+
+
+def _sweep_complete(out: Path, suite: Suite) -> bool:
+    """Whether `out` holds the suite's whole learning-rate sweep (every default method, first seed)."""
+    seed = min(suite.default_seeds)
+    return all(_sweep_done(out, suite, get_method(m), seed) for m in suite.default_methods)
 
 
 def write_suite(out: Path, suite: Suite, command: str | None, cut_quality: bool = True) -> dict[str, Any]:
