@@ -143,16 +143,9 @@ def attach_pat(
     if has_pat(base):
         raise ValueError("PAT is already attached to this model; attach it once (or use a fresh model)")
     resolved = config.resolve(base.config)
-    if (
-        resolved.needs_calibration
-        and calibration is None
-        and not (
-            resolved.basis == "pca"
-            and rotation is not None
-            and resolved.mask_init != "energy"
-            and resolved.fixed_channels != ENERGY_CRITERION
-        )
-    ):
+    # A given rotation replaces the measurement for the PCA basis only; energy ranks always measure.
+    measures_energy = resolved.mask_init == ENERGY_CRITERION or resolved.fixed_channels == ENERGY_CRITERION
+    if calibration is None and (measures_energy or (resolved.basis == "pca" and rotation is None)):
         raise ValueError(
             f"PATConfig(basis={resolved.basis!r}, mask_init={resolved.mask_init!r}) measures the residual "
             "stream first: pass calibration batches, attach_pat(model, config, calibration=...) "

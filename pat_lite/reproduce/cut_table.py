@@ -23,6 +23,7 @@ from typing import Any
 from safetensors.torch import load_file
 
 from pat_lite.baselines.cut_quality import REFERENCE_KINDS, Cut, reference_cuts, score_cuts
+from pat_lite.core.config import ENERGY_CRITERION, NORM_CRITERION
 from pat_lite.core.residual import residual_second_moment
 from pat_lite.reproduce.diagnostics import kept_at_milestone, logged_milestone
 from pat_lite.reproduce.methods import get_method, method_label
@@ -45,9 +46,9 @@ def method_cut(out: Path, row: dict[str, Any], references: dict[str, Cut]) -> Cu
     if method.prune_before in ("norm", "pca"):
         return references[method.prune_before]
     settings = method.train or {}
-    if settings.get("pat.fixed_channels") == "norm":
+    if settings.get("pat.fixed_channels") == NORM_CRITERION:
         return references["norm"]
-    if settings.get("pat.fixed_channels") == "energy":  # in the PCA basis, the top directions: the slice
+    if settings.get("pat.fixed_channels") == ENERGY_CRITERION:  # in the PCA basis: the top directions
         return references["pca" if settings.get("pat.basis") == "pca" else "energy"]
     folder = run_folder(out, row)
     if (
